@@ -1,0 +1,173 @@
+import { readFileSync } from 'node:fs';
+import { isAbsolute, resolve } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { type Config, ConfigSchema, configKeys } from './schema.js';
+
+/**
+ * Settings come from a file (`--config`), then PIXGATE_* environment variables, then
+ * command-line flags, each layer overriding the one before. Every problem is collected and
+ * reported at once (the CLI exits 2), and the result is frozen. This is the only module that
+ * reads the environment.
+ */
+
+export class ConfigError extends Error {
+  readonly problems: readonly string[];
+  constructor(problems: readonly string[]) {
+    super(`Invalid settings:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+/** What the settings are for: `serve` needs a token issuer, `dev` brings its own, tools need neither. */
+export type ConfigPurpose = 'serve' | 'dev' | 'tool';
+
+export interface LoadConfigOptions {
+  /** Path given with `--config` (JSON or YAML). */
+  file?: string | undefined;
+  /** Command-line flags by kebab name (`max-upload-bytes`), without the leading dashes. */
+  flags?: Readonly<Record<string, string>>;
+  env?: NodeJS.ProcessEnv;
+  purpose?: ConfigPurpose;
+  /** Base for relative paths; the working directory by default. */
+  cwd?: string;
+}
+
+export const DEV_ISSUER = 'pixgate-dev';
+export const DEV_AUDIENCE = 'pixgate';
+
+const envName = (key: string) => `PIXGATE_${key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
+const flagName = (key: string) => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+
+export const settingNames: ReadonlyArray<{ key: string; env: string; flag: string }> = configKeys.map(
+  (key) => ({
+    key,
+    env: envName(key),
+    flag: flagName(key),
+  }),
+);
+
+const LOOPBACK_HOSTS = new Set(['127.0.0.1', '::1', 'localhost']);
+
+export function loadConfig(options: LoadConfigOptions = {}): Config {
+  const env = options.env ?? process.env;
+  const cwd = options.cwd ?? process.cwd();
+  const problems: string[] = [];
+  const merged: Record<string, unknown> = {};
+  const origin: Record<string, string> = {};
+
+  if (options.file !== undefined) {
+    const fromFile = readConfigFile(resolve(cwd, options.file), problems);
+    for (const [key, value] of Object.entries(fromFile)) {
+      merged[key] = value;
+      origin[key] = `${key} in ${options.file}`;
+    }
+  }
+
+  const byEnv = new Map(settingNames.map((s) => [s.env, s.key]));
+  for (const [name, value] of Object.entries(env)) {
+    if (!name.startsWith('PIXGATE_') || value === undefined) continue;
+    const key = byEnv.get(name);
+    // A typo in a security setting (PIXGATE_TRUST_PROXI) must not pass silently.
+    if (key === undefined) problems.push(`${name}: unknown setting`);
+    else {
+      merged[key] = value;
+      origin[key] = name;
+    }
+  }
+
+  const byFlag = new Map(settingNames.map((s) => [s.flag, s.key]));
+  for (const [name, value] of Object.entries(options.flags ?? {})) {
+    const key = byFlag.get(name);
+    if (key === undefined) problems.push(`--${name}: unknown option`);
+    else {
+      merged[key] = value;
+      origin[key] = `--${name}`;
+    }
+  }
+
+  if (options.purpose === 'dev') merged.dev = true;
+
+  const parsed = ConfigSchema.safeParse(merged);
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) {
+      const key = String(issue.path[0] ?? '');
+      const where = origin[key] ?? (key || 'settings');
+      const shown =
+        key in merged && typeof merged[key] !== 'object'
+          ? ` but received ${JSON.stringify(merged[key])}`
+          : '';
+      problems.push(
+        issue.code === 'unrecognized_keys'
+          ? `${where}: ${issue.message}`
+          : `${where}: ${issue.message}${shown}`,
+      );
+    }
+    throw new ConfigError(problems);
+  }
+
+  const config = parsed.data;
+  const dataDir = resolve(cwd, config.dataDir);
+  const resolveLocation = (value: string | undefined, fallback: string) => {
+    if (value === undefined) return `file:${resolve(dataDir, fallback)}`;
+    if (value.startsWith('file:')) {
+      const path = value.slice('file:'.length);
+      return `file:${isAbsolute(path) ? path : resolve(cwd, path)}`;
+    }
+    return value;
+  };
+
+  const purpose = options.purpose ?? (config.dev ? 'dev' : 'serve');
+  if (config.dev) {
+    // Dev mode mints tokens for anyone who can reach it: never beyond this machine.
+    if (!LOOPBACK_HOSTS.has(config.host)) {
+      problems.push(
+        `${origin.host ?? 'host'}: dev mode listens on loopback only (127.0.0.1, ::1 or localhost)`,
+      );
+    }
+  } else if (purpose === 'serve') {
+    for (const key of ['issuer', 'audience', 'jwksUrl'] as const) {
+      if (config[key] === undefined) {
+        problems.push(`${envName(key)}: required to verify access tokens (or try \`pixgate dev\`)`);
+      }
+    }
+  }
+  if (config.strictSizes && config.sizes.length === 0) {
+    problems.push(`${origin.strictSizes ?? 'strictSizes'}: needs PIXGATE_SIZES, the list of allowed sizes`);
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+
+  return Object.freeze({
+    ...config,
+    dataDir,
+    issuer: config.dev ? (config.issuer ?? DEV_ISSUER) : config.issuer,
+    audience: config.dev ? (config.audience ?? DEV_AUDIENCE) : config.audience,
+    storage: resolveLocation(config.storage, 'originals'),
+    cache: config.cache === 'none' ? 'none' : resolveLocation(config.cache, 'cache'),
+    sizes: Object.freeze([...config.sizes]) as number[],
+    presets: Object.freeze({ ...config.presets }),
+  });
+}
+
+function readConfigFile(path: string, problems: string[]): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    problems.push(`--config: cannot read ${path} (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
+    return {};
+  }
+  try {
+    const value: unknown = /\.ya?ml$/i.test(path) ? parseYaml(text) : JSON.parse(text);
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+      problems.push(`--config: ${path} must hold an object of settings`);
+      return {};
+    }
+    return value as Record<string, unknown>;
+  } catch (error) {
+    problems.push(
+      `--config: ${path} is not valid ${/\.ya?ml$/i.test(path) ? 'YAML' : 'JSON'}: ${(error as Error).message}`,
+    );
+    return {};
+  }
+}

@@ -1,0 +1,179 @@
+import { availableParallelism } from 'node:os';
+import { z } from 'zod';
+
+/**
+ * Every setting pixgate reads. Values arrive as strings (environment, command line) or as
+ * JSON/YAML values (config file), so each field parses both, strictly: `z.coerce.boolean()`
+ * would turn the string "false" into true, and `z.coerce.number()` would turn "" into 0.
+ * The env name of a key is PIXGATE_ + its SCREAMING_SNAKE form; the flag is its kebab form.
+ */
+
+const BYTE_UNITS: Record<string, number> = { '': 1, b: 1, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3 };
+
+function parseWhole(value: unknown): unknown {
+  if (typeof value !== 'string') return value;
+  return /^\d+$/.test(value.trim()) ? Number(value.trim()) : value;
+}
+
+const integer = (min: number, max: number) =>
+  z.preprocess(
+    parseWhole,
+    z
+      .number({ error: `Expected integer ${min}..${max}` })
+      .int({ error: `Expected integer ${min}..${max}` })
+      .min(min, { error: `Expected integer ${min}..${max}` })
+      .max(max, { error: `Expected integer ${min}..${max}` }),
+  );
+
+/** Byte sizes: a whole number of bytes, or with a unit (`25MiB`, `10 GiB`, `512KiB`). */
+const bytes = (min: number, max: number) =>
+  z.preprocess(
+    (value) => {
+      if (typeof value !== 'string') return value;
+      const match = /^(\d+)\s*(b|kib|mib|gib)?$/i.exec(value.trim());
+      if (!match) return value;
+      return Number(match[1]) * (BYTE_UNITS[(match[2] ?? '').toLowerCase()] ?? Number.NaN);
+    },
+    z
+      .number({ error: 'Expected a byte size such as 26214400 or 25MiB' })
+      .int({ error: 'Expected a whole number of bytes' })
+      .min(min, { error: `Expected at least ${min} bytes` })
+      .max(max, { error: `Expected at most ${max} bytes` }),
+  );
+
+const boolean = z.preprocess(
+  (value) => {
+    if (typeof value !== 'string') return value;
+    const text = value.trim().toLowerCase();
+    if (text === 'true' || text === '1') return true;
+    if (text === 'false' || text === '0') return false;
+    return value;
+  },
+  z.boolean({ error: 'Expected true, false, 1 or 0' }),
+);
+
+const text = z.string().trim().min(1, { error: 'Expected a non-empty value' });
+
+const httpUrl = z
+  .string()
+  .trim()
+  .refine((value) => /^https?:\/\//i.test(value) && URL.canParse(value), {
+    error: 'Expected an http(s) URL',
+  });
+
+const sizesList = z.preprocess(
+  (value) => {
+    if (typeof value !== 'string') return value;
+    return value
+      .split(',')
+      .map((part) => part.trim())
+      .filter((part) => part !== '')
+      .map((part) => (/^\d+$/.test(part) ? Number(part) : part));
+  },
+  z.array(
+    z
+      .number({ error: 'Expected a comma list of whole pixel sizes' })
+      .int({ error: 'Expected a comma list of whole pixel sizes' })
+      .min(1, { error: 'Expected sizes 1..16384' })
+      .max(16384, { error: 'Expected sizes 1..16384' }),
+    { error: 'Expected a comma list of whole pixel sizes' },
+  ),
+);
+
+const presetSchema = z
+  .object({
+    w: z.number().int().positive().optional(),
+    h: z.number().int().positive().optional(),
+    fit: z.enum(['cover', 'contain', 'fill', 'inside', 'outside']).optional(),
+    format: z.enum(['auto', 'jpeg', 'png', 'webp', 'avif']).optional(),
+    q: z.number().int().min(1).max(100).optional(),
+    blur: z.number().min(0.3).max(100).optional(),
+  })
+  .strict();
+
+/** Presets come as an object in a config file, or as JSON text in PIXGATE_PRESETS. */
+const presets = z.preprocess(
+  (value) => {
+    if (typeof value !== 'string') return value;
+    try {
+      return JSON.parse(value) as unknown;
+    } catch {
+      return value;
+    }
+  },
+  z.record(z.string().regex(/^[a-z0-9_-]{1,32}$/, { error: 'Preset names are a-z 0-9 _ -' }), presetSchema),
+);
+
+const storageUrl = z
+  .string()
+  .trim()
+  .refine((value) => value.startsWith('file:'), {
+    error: 'Expected file:PATH (S3 and HTTP origins are not available in this version)',
+  });
+
+const cacheUrl = z
+  .string()
+  .trim()
+  .refine((value) => value === 'none' || value.startsWith('file:'), {
+    error: 'Expected file:PATH or none (an S3 cache is not available in this version)',
+  });
+
+export const ConfigSchema = z
+  .object({
+    host: text.default('127.0.0.1'),
+    port: integer(0, 65535).default(8080),
+    dataDir: text.default('./data'),
+    /** Dev mode: demo issuer with a key in the data dir, loopback only, loud warning. */
+    dev: boolean.default(false),
+
+    issuer: text.optional(),
+    audience: text.optional(),
+    jwksUrl: httpUrl.optional(),
+    requireAtJwt: boolean.default(false),
+    /** Allowed difference between our clock and the issuer's for `exp`/`nbf`. */
+    clockSkewSeconds: integer(0, 300).default(30),
+    /** Shortest gap between two JWKS fetches caused by unknown `kid`s. */
+    jwksCooldownSeconds: integer(1, 3600).default(30),
+    /** How many verified tokens are remembered (by hash) until their expiry. */
+    tokenCacheSize: integer(0, 1_000_000).default(10_000),
+
+    previewMax: integer(16, 4096).default(360),
+    previewAnonymous: boolean.default(false),
+
+    maxUploadBytes: bytes(1, 2 * 1024 ** 3).default(25 * 1024 ** 2),
+    maxInputPixels: integer(1, 1_000_000_000).default(50_000_000),
+    maxDimension: integer(16, 16384).default(4096),
+    /** Animated input: at most this many frames are read; WebP output keeps the animation. */
+    maxFrames: integer(1, 1000).default(100),
+    sizes: sizesList.default([]),
+    strictSizes: boolean.default(false),
+    presets: presets.default({}),
+    /** AVIF encoder effort 0..9: above 2 a large AVIF takes seconds on two cores. */
+    avifEffort: integer(0, 9).default(2),
+    /** `format=auto` picks AVIF only up to this many output pixels, WebP beyond (speed). */
+    avifAutoMaxPixels: integer(0, 100_000_000).default(1_000_000),
+
+    concurrency: integer(1, 256).default(availableParallelism()),
+    queueSize: integer(0, 100_000).default(64),
+
+    storage: storageUrl.optional(),
+    cache: cacheUrl.optional(),
+    memoryCacheBytes: bytes(0, 64 * 1024 ** 3).default(64 * 1024 ** 2),
+    diskCacheBytes: bytes(0, 1024 ** 4).default(1024 ** 3),
+    /** max-age of image responses (never longer than a signed URL's expiry). */
+    cacheMaxAgeSeconds: integer(0, 31_536_000).default(3600),
+
+    metricsToken: text.optional(),
+    trustProxy: boolean.default(false),
+    logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  })
+  .strict();
+
+export type ConfigInput = z.input<typeof ConfigSchema>;
+export type Config = Readonly<z.output<typeof ConfigSchema>> & {
+  /** Resolved: absolute data dir, storage and cache locations, issuer trio set. */
+  readonly storage: string;
+  readonly cache: string;
+};
+
+export const configKeys = Object.keys(ConfigSchema.shape) as (keyof typeof ConfigSchema.shape)[];

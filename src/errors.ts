@@ -1,0 +1,74 @@
+/**
+ * The one error catalogue. Every error a client can see has a code here, a status, and a
+ * public message; `http/reply.ts` turns an AppError into `{ "error": { "code", "message" } }`.
+ * A test fails when a code is missing from the README's error table.
+ */
+
+export const errorStatus = {
+  invalid_request: 400,
+  invalid_transform: 400,
+  unauthenticated: 401,
+  invalid_token: 401,
+  insufficient_scope: 403,
+  forbidden: 403,
+  invalid_signature: 403,
+  quota_exceeded: 403,
+  read_only_storage: 403,
+  host_not_allowed: 403,
+  not_found: 404,
+  method_not_allowed: 405,
+  payload_too_large: 413,
+  unsupported_media_type: 415,
+  unprocessable_image: 422,
+  output_too_large: 422,
+  rate_limited: 429,
+  internal: 500,
+  origin_error: 502,
+  overloaded: 503,
+  unavailable: 503,
+  origin_timeout: 504,
+  insufficient_storage: 507,
+} as const;
+
+export type ErrorCode = keyof typeof errorStatus;
+
+export const errorCodes = Object.keys(errorStatus) as ErrorCode[];
+
+export interface AppErrorOptions {
+  /** For logs only: what really happened. Never sent to the client. */
+  detail?: string;
+  headers?: Record<string, string>;
+  cause?: unknown;
+}
+
+export class AppError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  /** What the client reads. Never holds a token, a secret, an origin key or a stack. */
+  readonly publicMessage: string;
+  readonly headers: Readonly<Record<string, string>>;
+
+  constructor(code: ErrorCode, publicMessage: string, options: AppErrorOptions = {}) {
+    super(options.detail ? `${publicMessage} (${options.detail})` : publicMessage, { cause: options.cause });
+    this.name = 'AppError';
+    this.code = code;
+    this.status = errorStatus[code];
+    this.publicMessage = publicMessage;
+    this.headers = options.headers ?? {};
+  }
+}
+
+export function isAppError(value: unknown): value is AppError {
+  return value instanceof AppError;
+}
+
+// Messages that must read the same for every reason behind them, so that the answer does not
+// tell an attacker which check failed (SPEC §4, "Status codes, decided once").
+export const messages = {
+  notFound: 'No such image',
+  invalidToken: 'The access token is invalid or expired',
+  invalidSignature: 'The signed URL is invalid or expired',
+  unauthenticated: 'An access token is required',
+} as const;
+
+export const notFound = (detail?: string) => new AppError('not_found', messages.notFound, { detail });
