@@ -11,17 +11,11 @@ export const errorStatus = {
   invalid_token: 401,
   insufficient_scope: 403,
   forbidden: 403,
-  invalid_signature: 403,
-  quota_exceeded: 403,
-  read_only_storage: 403,
   host_not_allowed: 403,
   not_found: 404,
-  method_not_allowed: 405,
   payload_too_large: 413,
   unsupported_media_type: 415,
   unprocessable_image: 422,
-  output_too_large: 422,
-  rate_limited: 429,
   internal: 500,
   origin_error: 502,
   overloaded: 503,
@@ -67,7 +61,6 @@ export function isAppError(value: unknown): value is AppError {
 export const messages = {
   notFound: 'No such image',
   invalidToken: 'The access token is invalid or expired',
-  invalidSignature: 'The signed URL is invalid or expired',
   unauthenticated: 'An access token is required',
 } as const;
 

@@ -1,0 +1,40 @@
+import { createHash } from 'node:crypto';
+import type { VariantKey } from './variant-cache.js';
+
+/** Image ids are server-made base64url (SPEC §1); cache layers build paths and keys from them. */
+const BASE64URL_ID = /^[A-Za-z0-9_-]{1,128}$/;
+
+/**
+ * The identity of a variant: the image id, its version (bumped on revocation, so old variants
+ * become unreachable at once), the canonical transform and the output format.
+ *
+ * hash = base64url(SHA-256(encoding)), where the encoding is the tag `pixgate-variant-v1`
+ * followed by each field as `<UTF-8 byte length>:<bytes>\n`, in the order id, version,
+ * transform, format. Length prefixes make it unambiguous whatever the fields contain (a
+ * transform with a newline or a colon cannot pass for another split of the same bytes); the
+ * tag makes a future change of scheme change every key.
+ */
+export function variantKey(
+  image: { readonly id: string; readonly version: number },
+  canonicalTransform: string,
+  format: string,
+): VariantKey {
+  // Programmer mistakes, not user input: ids and versions come from the store.
+  if (!BASE64URL_ID.test(image.id)) throw new TypeError('Expected a base64url image id');
+  if (!Number.isSafeInteger(image.version) || image.version < 1) {
+    throw new TypeError(`Expected a positive integer version but received ${image.version}`);
+  }
+  const hash = createHash('sha256').update('pixgate-variant-v1\n');
+  for (const field of [image.id, String(image.version), canonicalTransform, format]) {
+    hash
+      .update(`${Buffer.byteLength(field, 'utf8')}:`)
+      .update(field, 'utf8')
+      .update('\n');
+  }
+  return { imageId: image.id, hash: hash.digest('base64url') };
+}
+
+/** The strong ETag of a variant (SPEC §4): its hash, which already names id, version and format. */
+export function etagOf(key: VariantKey): string {
+  return `"${key.hash}"`;
+}

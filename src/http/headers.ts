@@ -1,0 +1,20 @@
+/**
+ * Headers every response carries (SPEC §3, §4): no MIME sniffing, no Referer carrying a
+ * query-parameter token onward, nothing in an image body allowed to run or load.
+ */
+export const securityHeaders: Readonly<Record<string, string>> = {
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+  'content-security-policy': "default-src 'none'",
+};
+
+/** Image responses depend on Accept: the format (`auto`) and the JSON form. */
+export const VARY_IMAGE = 'Accept';
+
+/** Strong or weak ETag list of If-None-Match against our strong ETag (RFC 9110 §13.1.2: weak comparison). */
+export function matchesIfNoneMatch(header: string | undefined, etag: string): boolean {
+  if (header === undefined) return false;
+  if (header.trim() === '*') return true;
+  const ours = etag.replace(/^W\//, '');
+  return header.split(',').some((candidate) => candidate.trim().replace(/^W\//, '') === ours);
+}

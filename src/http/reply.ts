@@ -1,0 +1,58 @@
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { AppError, isAppError } from '../errors.js';
+import { requestState } from './request-state.js';
+
+/**
+ * The one place where anything thrown becomes an HTTP answer:
+ * `{ "error": { "code", "message" } }`, its status, `Cache-Control: no-store`, and never a
+ * stack, a token or an origin key. Unknown errors are 500 `internal`, logged with the request id.
+ */
+export function toAppError(error: unknown): AppError {
+  if (isAppError(error)) return error;
+  const fastifyError = error as Partial<FastifyError> & { statusCode?: number };
+  switch (fastifyError.code) {
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new AppError('unsupported_media_type', 'Unsupported Content-Type', { cause: error });
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+    case 'FST_REQ_FILE_TOO_LARGE':
+      return new AppError('payload_too_large', 'The request body is too large', { cause: error });
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return new AppError('invalid_request', 'The JSON body is invalid', { cause: error });
+  }
+  if (error instanceof SyntaxError && fastifyError.statusCode === 400) {
+    return new AppError('invalid_request', 'The JSON body is invalid', { cause: error });
+  }
+  const status = fastifyError.statusCode;
+  if (typeof status === 'number' && status >= 400 && status < 500) {
+    // A client error found by fastify or a plugin (multipart limits, bad headers): its message is
+    // about the request's shape, not about us.
+    return new AppError('invalid_request', 'The request is malformed', {
+      detail: fastifyError.message,
+      cause: error,
+    });
+  }
+  return new AppError('internal', 'Internal error', { cause: error });
+}
+
+const SUCCESS_ONLY_HEADERS = [
+  'etag',
+  'last-modified',
+  'pixgate-clamped',
+  'content-disposition',
+  'content-length',
+];
+
+export async function sendError(error: unknown, request: FastifyRequest, reply: FastifyReply): Promise<void> {
+  const appError = toAppError(error);
+  requestState(request).error = appError;
+  for (const name of SUCCESS_ONLY_HEADERS) reply.removeHeader(name);
+  await reply
+    .code(appError.status)
+    .headers({
+      ...appError.headers,
+      'cache-control': 'no-store',
+      'content-type': 'application/json; charset=utf-8',
+    })
+    .send({ error: { code: appError.code, message: appError.publicMessage } });
+}

@@ -1,0 +1,265 @@
+import { Readable } from 'node:stream';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { z } from 'zod';
+import type { Authenticator } from '../../auth/authenticate.js';
+import { CREDENTIAL_QUERY_PARAMS } from '../../auth/credentials.js';
+import type { Principal } from '../../auth/principal.js';
+import type { VariantCache } from '../../cache/variant-cache.js';
+import { etagOf, variantKey } from '../../cache/variant-key.js';
+import type { Config } from '../../config/schema.js';
+import { AppError, notFound } from '../../errors.js';
+import { type Ingest, tooLarge } from '../../images/ingest.js';
+import { chooseFormat, isAnimated } from '../../images/negotiate.js';
+import { predictOutputSize } from '../../images/output-size.js';
+import { defaultQuality } from '../../images/pipeline.js';
+import { canonicalTransform, parseTransform } from '../../images/transform.js';
+import { contentTypes, type RenderPlan } from '../../images/types.js';
+import type { VariantService } from '../../images/variants.js';
+import type { Logger } from '../../logger.js';
+import type { Origin } from '../../origins/origin.js';
+import {
+  authorizeChange,
+  authorizeList,
+  authorizeMeta,
+  authorizeUpload,
+  authorizeView,
+  type PolicyOptions,
+  type ViewDecision,
+} from '../../policy/authorize.js';
+import { isImageId } from '../../store/ids.js';
+import { type ImageRecord, type Store, visibilities } from '../../store/store.js';
+import { type Caller, identify, rawQuery } from '../authenticate.js';
+import { matchesIfNoneMatch, VARY_IMAGE } from '../headers.js';
+
+export interface ImageRoutesOptions {
+  readonly config: Config;
+  readonly store: Store;
+  readonly cache: VariantCache;
+  readonly origin: Origin;
+  readonly variants: VariantService;
+  readonly ingest: Ingest;
+  readonly authenticate: Authenticator;
+  readonly logger: Logger;
+}
+
+/** The JSON an image is described by (SPEC §4, `/meta`); `owner` only for owner and admins. */
+export function imageMeta(image: ImageRecord, showOwner: boolean) {
+  return {
+    id: image.id,
+    ...(showOwner ? { owner: image.owner } : {}),
+    visibility: image.visibility,
+    width: image.width,
+    height: image.height,
+    format: image.format,
+    bytes: image.bytes,
+    createdAt: image.createdAt.toISOString(),
+    placeholder: image.placeholder,
+  };
+}
+
+const visibilitySchema = z.enum(visibilities as [string, ...string[]], {
+  error: `Expected one of ${visibilities.join(', ')} for visibility`,
+});
+
+const patchSchema = z.object({ visibility: visibilitySchema }).strict();
+
+/** Only these parameters, each at most once: anything else is a mistake worth reporting. */
+function readParams(query: URLSearchParams, allowed: readonly string[]): Map<string, string> {
+  const params = new Map<string, string>();
+  for (const [name, value] of query) {
+    if (!allowed.includes(name))
+      throw new AppError('invalid_request', `Unknown parameter "${name.slice(0, 40)}"`);
+    if (params.has(name)) throw new AppError('invalid_request', `Repeated parameter "${name.slice(0, 40)}"`);
+    params.set(name, value);
+  }
+  return params;
+}
+
+function parseVisibility(value: string | undefined): ImageRecord['visibility'] {
+  if (value === undefined) return 'private';
+  const parsed = visibilitySchema.safeParse(value);
+  if (!parsed.success)
+    throw new AppError('invalid_request', `Expected one of ${visibilities.join(', ')} for visibility`);
+  return parsed.data as ImageRecord['visibility'];
+}
+
+export function registerImageRoutes(app: FastifyInstance, options: ImageRoutesOptions): void {
+  const { config, store, cache, origin, variants, ingest, authenticate, logger } = options;
+  const policy: PolicyOptions = config;
+  const transformLimits = config;
+
+  async function findImage(id: string): Promise<ImageRecord | undefined> {
+    // A malformed id is a 404 too, without a store round trip.
+    return isImageId(id) ? store.getImage(id) : undefined;
+  }
+
+  function cacheControl(caller: Caller, image: ImageRecord, decision: ViewDecision): string {
+    // A token in the URL must not sit in any cache, the browser's included (SPEC §3.2).
+    if (caller.source === 'query') return 'private, no-store';
+    // The owner's original keeps its metadata: never in a shared cache, even for a public image.
+    if (image.visibility === 'public' && decision.kind === 'variant') {
+      return `public, max-age=${config.cacheMaxAgeSeconds}`;
+    }
+    return `private, max-age=${config.cacheMaxAgeSeconds}`;
+  }
+
+  async function sendImage(request: FastifyRequest<{ Params: { id: string } }>, reply: FastifyReply) {
+    const query = rawQuery(request);
+    const caller = await identify(request, authenticate, { allowQuery: true, query });
+    // Parsed before the image is looked up: a bad parameter must answer the same for an id
+    // that exists and one that does not.
+    const requested = parseTransform(query, transformLimits, CREDENTIAL_QUERY_PARAMS);
+    const image = await findImage(request.params.id);
+    const decision = authorizeView(caller.principal, image, requested, policy);
+    const record = image as ImageRecord;
+
+    reply.header('vary', VARY_IMAGE).header('cache-control', cacheControl(caller, record, decision));
+
+    if (decision.kind === 'original') {
+      const etag = `"${record.originEtag}"`;
+      reply.header('etag', etag);
+      if (matchesIfNoneMatch(request.headers['if-none-match'], etag)) return reply.code(304).send();
+      const original = await variants.original(record);
+      return reply.type(contentTypes[record.format] ?? 'application/octet-stream').send(original.body);
+    }
+
+    const { transform } = decision;
+    const output = predictOutputSize(record, transform);
+    const format = chooseFormat(
+      transform.format,
+      request.headers.accept,
+      { hasAlpha: record.hasAlpha, isAnimated: isAnimated(record.format, record.pages) },
+      output.width * output.height,
+      config.avifAutoMaxPixels,
+    );
+    const plan: RenderPlan = { transform, format, quality: transform.q ?? defaultQuality[format] };
+    const key = variantKey(record, canonicalTransform(transform), format);
+    const etag = etagOf(key);
+    reply.header('etag', etag);
+    if (decision.isClamped) reply.header('pixgate-clamped', '1');
+    // Decided before any processing: a revalidation costs no sharp work and no origin read.
+    if (matchesIfNoneMatch(request.headers['if-none-match'], etag)) return reply.code(304).send();
+
+    const variant = await variants.variant(record, plan, key);
+    return reply.type(variant.contentType).send(variant.body);
+  }
+
+  app.get<{ Params: { id: string } }>('/v1/images/:id', sendImage);
+
+  app.get<{ Params: { id: string } }>('/v1/images/:id/meta', async (request, reply) => {
+    const caller = await identify(request, authenticate, { allowQuery: false });
+    readParams(rawQuery(request), []);
+    const image = await findImage(request.params.id);
+    const { showOwner } = authorizeMeta(caller.principal, image, policy);
+    return reply
+      .header('cache-control', 'private, no-cache')
+      .send(imageMeta(image as ImageRecord, showOwner));
+  });
+
+  app.get('/v1/images', async (request, reply) => {
+    const query = rawQuery(request);
+    const caller = await identify(request, authenticate, { allowQuery: false, query });
+    const params = readParams(query, ['owner', 'cursor', 'limit']);
+    const ownerParam = params.get('owner') ?? 'me';
+    const principal = caller.principal;
+    const owner = ownerParam === 'me' && principal ? principal.subject : ownerParam;
+    authorizeList(principal, owner);
+    const limitText = params.get('limit') ?? '50';
+    if (!/^[1-9]\d{0,2}$/.test(limitText) || Number(limitText) > 100) {
+      throw new AppError(
+        'invalid_request',
+        `Expected integer 1..100 for limit but received "${limitText.slice(0, 40)}"`,
+      );
+    }
+    const page = await store.listImages(owner, {
+      limit: Number(limitText),
+      cursor: params.get('cursor') || undefined,
+    });
+    return reply.header('cache-control', 'private, no-cache').send({
+      items: page.items.map((image) => imageMeta(image, true)),
+      nextCursor: page.nextCursor,
+    });
+  });
+
+  app.post('/v1/images', async (request, reply) => {
+    const caller = await identify(request, authenticate, { allowQuery: false });
+    const principal = authorizeUpload(caller.principal);
+    const params = readParams(rawQuery(request), ['visibility']);
+    const visibility = parseVisibility(params.get('visibility'));
+    // Refused before reading a byte when the length is announced; multipart framing adds a little.
+    const declared = Number(request.headers['content-length'] ?? 0);
+    const framing = request.isMultipart() ? 64 * 1024 : 0;
+    if (declared > config.maxUploadBytes + framing) throw tooLarge(config.maxUploadBytes);
+
+    const image = await readUpload(request, principal, visibility);
+    logger.info({ imageId: image.id, owner: image.owner, bytes: image.bytes }, 'image stored');
+    return reply
+      .code(201)
+      .header('location', `/v1/images/${image.id}`)
+      .header('cache-control', 'no-store')
+      .send(imageMeta(image, true));
+  });
+
+  async function readUpload(
+    request: FastifyRequest,
+    principal: Principal,
+    visibility: ImageRecord['visibility'],
+  ) {
+    if (request.isMultipart()) {
+      // One byte over our own cap: busboy would silently truncate at its limit, while ingest
+      // counts the bytes itself and refuses with 413 before anything is stored.
+      const part = await request.file({
+        limits: { fileSize: config.maxUploadBytes + 1, files: 1, fields: 0 },
+      });
+      if (!part) throw new AppError('invalid_request', 'Expected a multipart field named "file"');
+      if (part.fieldname !== 'file') {
+        part.file.resume();
+        throw new AppError('invalid_request', 'Expected a multipart field named "file"');
+      }
+      return ingest.fromStream(part.file, { owner: principal.subject, visibility });
+    }
+    // Raw bodies arrive as the request stream itself (content-type parser in server.ts); any
+    // other parsed body (JSON, text) is not an upload.
+    if (!(request.body instanceof Readable)) {
+      throw new AppError(
+        'unsupported_media_type',
+        'Expected an image body (image/* or application/octet-stream) or multipart/form-data',
+      );
+    }
+    return ingest.fromStream(request.body, { owner: principal.subject, visibility });
+  }
+
+  app.patch<{ Params: { id: string } }>('/v1/images/:id', async (request, reply) => {
+    const caller = await identify(request, authenticate, { allowQuery: false });
+    readParams(rawQuery(request), []);
+    const image = await findImage(request.params.id);
+    authorizeChange(caller.principal, image, policy);
+    const body = patchSchema.safeParse(request.body);
+    if (!body.success) {
+      throw new AppError('invalid_request', body.error.issues[0]?.message ?? 'Expected { "visibility" }');
+    }
+    const updated = await store.setVisibility(
+      request.params.id,
+      body.data.visibility as ImageRecord['visibility'],
+    );
+    if (!updated) throw notFound();
+    return reply.header('cache-control', 'no-store').send(imageMeta(updated, true));
+  });
+
+  app.delete<{ Params: { id: string } }>('/v1/images/:id', async (request, reply) => {
+    const caller = await identify(request, authenticate, { allowQuery: false });
+    readParams(rawQuery(request), []);
+    const image = await findImage(request.params.id);
+    authorizeChange(caller.principal, image, policy);
+    const record = image as ImageRecord;
+    // The row goes first: from then on nothing serves the image, whatever happens next.
+    if (!(await store.deleteImage(record.id))) throw notFound();
+    await cache.deleteImage(record.id);
+    try {
+      await origin.delete(record.originKey);
+    } catch (error) {
+      logger.error({ err: error, imageId: record.id }, 'original left in the origin after delete');
+    }
+    return reply.code(204).header('cache-control', 'no-store').send();
+  });
+}

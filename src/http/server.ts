@@ -1,0 +1,99 @@
+import { randomUUID } from 'node:crypto';
+import multipart from '@fastify/multipart';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
+import type { Authenticator } from '../auth/authenticate.js';
+import type { VariantCache } from '../cache/variant-cache.js';
+import type { Config } from '../config/schema.js';
+import { AppError } from '../errors.js';
+import type { Ingest } from '../images/ingest.js';
+import type { VariantService } from '../images/variants.js';
+import { type Logger, redactUrl } from '../logger.js';
+import type { Metrics } from '../metrics.js';
+import type { Origin } from '../origins/origin.js';
+import type { Store } from '../store/store.js';
+import { securityHeaders } from './headers.js';
+import { sendError } from './reply.js';
+import { requestState } from './request-state.js';
+import { registerHealthRoutes } from './routes/health.js';
+import { registerImageRoutes } from './routes/images.js';
+
+export interface ServerParts {
+  readonly config: Config;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  readonly store: Store;
+  readonly cache: VariantCache;
+  readonly origin: Origin;
+  readonly variants: VariantService;
+  readonly ingest: Ingest;
+  readonly authenticate: Authenticator;
+}
+
+const LOOPBACK_NAMES = /^(localhost|127\.0\.0\.1|\[::1\]|::1|[a-z0-9-]+\.localhost)$/i;
+
+/**
+ * The fastify instance with every route, hook and handler. Request life cycle:
+ *   onRequest   security headers; dev mode refuses non-loopback Host names
+ *   handler     the route's own stages, in order (routes/*.ts)
+ *   error       reply.ts turns anything thrown into the JSON error
+ *   onResponse  one log line and the request metrics
+ */
+export async function buildServer(parts: ServerParts): Promise<FastifyInstance> {
+  const { config, logger, metrics } = parts;
+  const app = Fastify({
+    loggerInstance: logger as FastifyBaseLogger,
+    // One line per request, written by the onResponse hook below.
+    logController: new LogController({ disableRequestLogging: true }),
+    trustProxy: config.trustProxy,
+    // Our own ids: an incoming X-Request-Id could be anything, including a way to forge log lines.
+    genReqId: () => randomUUID(),
+    requestIdHeader: false,
+    bodyLimit: 64 * 1024,
+    return503OnClosing: true,
+  });
+
+  await app.register(multipart);
+  // Raw uploads: the handler gets the request stream itself and counts the bytes (ingest.ts).
+  app.addContentTypeParser(/^(image\/[\w.+-]+|application\/octet-stream)$/, (_request, payload, done) => {
+    done(null, payload);
+  });
+
+  app.addHook('onRequest', async (request, reply) => {
+    reply.headers(securityHeaders);
+    // DNS rebinding: a page on evil.example resolving to 127.0.0.1 would reach the dev issuer.
+    if (config.dev && !LOOPBACK_NAMES.test(request.hostname)) {
+      throw new AppError('host_not_allowed', 'Dev mode answers loopback host names only');
+    }
+  });
+
+  app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? 'unmatched';
+    const labels = { route, method: request.method, status: String(reply.statusCode) };
+    const seconds = reply.elapsedTime / 1000;
+    metrics.requests.inc(labels);
+    metrics.requestDuration.observe(labels, seconds);
+    const state = requestState(request);
+    const error = state.error;
+    const line = {
+      method: request.method,
+      url: redactUrl(request.url),
+      route,
+      status: reply.statusCode,
+      ms: Math.round(reply.elapsedTime * 10) / 10,
+      ...(state.principal ? { sub: state.principal.subject } : {}),
+      ...(error ? { code: error.code, detail: error.message } : {}),
+      ...(error && error.status >= 500 ? { err: error.cause ?? error } : {}),
+    };
+    if (error && error.status >= 500) request.log.error(line, 'request failed');
+    else request.log.info(line, 'request');
+  });
+
+  app.setErrorHandler((error, request, reply) => sendError(error, request, reply));
+  app.setNotFoundHandler((_request, _reply) => {
+    throw new AppError('not_found', 'No such route');
+  });
+
+  registerImageRoutes(app, parts);
+  registerHealthRoutes(app, parts);
+  return app;
+}

@@ -1,0 +1,145 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { mkdir, readdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline as pipe } from 'node:stream/promises';
+import { AppError } from '../errors.js';
+import { writeError } from '../origins/file.js';
+import type { Origin } from '../origins/origin.js';
+import { newImageId } from '../store/ids.js';
+import type { ImageRecord, Store, Visibility } from '../store/store.js';
+import { inspectImage } from './inspect.js';
+
+/**
+ * Taking in a new original, from an HTTP upload or `pixgate import`. The bytes go to a temp
+ * file first (counted, capped, hashed), are judged by their content alone, are moved into the
+ * origin atomically, and only then get a row: a refused or crashed upload leaves no partial
+ * original and no orphan row.
+ */
+
+export interface IngestOptions {
+  readonly store: Store;
+  readonly origin: Origin;
+  /** Temp files live here: on the same filesystem as file origins, so the move is a rename. */
+  readonly tempDir: string;
+  readonly maxUploadBytes: number;
+  readonly maxInputPixels: number;
+  readonly now: () => number;
+}
+
+export interface NewImage {
+  readonly owner: string;
+  readonly visibility: Visibility;
+}
+
+export const tooLarge = (maxBytes: number) =>
+  new AppError('payload_too_large', `The image is larger than the limit of ${maxBytes} bytes`);
+
+/** Uploads are sharded by the first two characters of the id, so no directory grows huge. */
+export const uploadKey = (id: string) => `${id.slice(0, 2)}/${id}`;
+
+export function createIngest(options: IngestOptions) {
+  const { store, origin, tempDir } = options;
+
+  async function tempPath(): Promise<string> {
+    await mkdir(tempDir, { recursive: true });
+    return join(tempDir, `upload-${randomBytes(12).toString('hex')}`);
+  }
+
+  /** Streams into a temp file, refusing beyond the cap; returns its path and SHA-256. */
+  async function receive(source: Readable): Promise<{ path: string; sha256: string; bytes: number }> {
+    const path = await tempPath();
+    const hash = createHash('sha256');
+    let bytes = 0;
+    try {
+      await pipe(
+        source,
+        async function* (chunks: AsyncIterable<Buffer>) {
+          for await (const chunk of chunks) {
+            bytes += chunk.length;
+            if (bytes > options.maxUploadBytes) throw tooLarge(options.maxUploadBytes);
+            hash.update(chunk);
+            yield chunk;
+          }
+        },
+        createWriteStream(path, { flags: 'wx', mode: 0o600 }),
+      );
+    } catch (error) {
+      await rm(path, { force: true });
+      if (error instanceof AppError) throw error;
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ENOSPC' || code === 'EDQUOT') throw writeError(error);
+      // The client went away or sent a broken body: nothing was kept.
+      throw new AppError('invalid_request', 'The upload was interrupted', { detail: code, cause: error });
+    }
+    if (bytes === 0) {
+      await rm(path, { force: true });
+      throw new AppError('unsupported_media_type', 'The upload is empty');
+    }
+    return { path, sha256: hash.digest('base64url'), bytes };
+  }
+
+  /** Judges a received temp file and stores it; the temp file is consumed either way. */
+  async function keep(
+    received: { path: string; sha256: string; bytes: number },
+    image: NewImage,
+  ): Promise<ImageRecord> {
+    let facts: Awaited<ReturnType<typeof inspectImage>>;
+    try {
+      facts = await inspectImage(received.path, { maxInputPixels: options.maxInputPixels });
+    } catch (error) {
+      await rm(received.path, { force: true });
+      throw error;
+    }
+    const id = newImageId();
+    const key = uploadKey(id);
+    await origin.write(key, received.path, facts.contentType);
+    const record: ImageRecord = {
+      id,
+      owner: image.owner,
+      visibility: image.visibility,
+      version: 1,
+      originKey: key,
+      originEtag: received.sha256,
+      format: facts.format,
+      width: facts.width,
+      height: facts.height,
+      bytes: received.bytes,
+      hasAlpha: facts.hasAlpha,
+      pages: facts.pages,
+      placeholder: facts.placeholder,
+      createdAt: new Date(options.now()),
+    };
+    try {
+      await store.insertImage(record);
+    } catch (error) {
+      await origin.delete(key);
+      throw error;
+    }
+    return record;
+  }
+
+  return {
+    /** An upload body: stream → temp file → judged → origin → row. */
+    async fromStream(source: Readable, image: NewImage): Promise<ImageRecord> {
+      return keep(await receive(source), image);
+    },
+    /** Removes temp files left by a crash (at start-up, before serving). */
+    async sweepTempFiles(): Promise<void> {
+      let names: string[];
+      try {
+        names = await readdir(tempDir);
+      } catch {
+        return;
+      }
+      await Promise.all(
+        names
+          .filter((name) => name.startsWith('upload-'))
+          .map((name) => rm(join(tempDir, name), { force: true })),
+      );
+    },
+  };
+}
+
+export type Ingest = ReturnType<typeof createIngest>;

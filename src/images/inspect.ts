@@ -1,0 +1,77 @@
+import { readFile } from 'node:fs/promises';
+import sharp, { type Metadata } from 'sharp';
+import { rgbaToThumbHash } from 'thumbhash';
+import { AppError } from '../errors.js';
+import { inputOptions, tooManyPixels, unprocessable } from './decode.js';
+import { contentTypes, type ImageFacts } from './types.js';
+
+/**
+ * What an upload is, learned from its bytes alone (SPEC §6): the Content-Type header is
+ * ignored. libvips sniffs the format; only an allowlist is accepted (415 otherwise); the pixel
+ * budget counts every frame, and the first frame is decoded in full while computing the
+ * ThumbHash, so a corrupt or truncated file is a 422 now rather than a failed render later.
+ */
+
+const ALLOWED = new Set(['jpeg', 'png', 'webp', 'gif', 'heif', 'tiff', 'svg']);
+const EXPECTED = 'expected JPEG, PNG, WebP, GIF, AVIF, HEIF, TIFF or SVG';
+/** ThumbHash encodes at most 100×100. */
+const PLACEHOLDER_SIDE = 100;
+
+export async function inspectImage(path: string, options: { maxInputPixels: number }): Promise<ImageFacts> {
+  // Read whole (the upload size is capped before this): from a path librsvg would resolve an
+  // SVG's `<image href>` against the upload directory and embed other files (decode.ts).
+  const input = await readFile(path);
+  const meta = await readHeader(input);
+  if (!ALLOWED.has(meta.format)) {
+    throw new AppError('unsupported_media_type', `Unsupported image format "${meta.format}": ${EXPECTED}`);
+  }
+  const format = meta.format === 'heif' && meta.compression === 'av1' ? 'avif' : meta.format;
+  const pages = meta.pages ?? 1;
+  if (meta.width * meta.height * pages > options.maxInputPixels) {
+    throw tooManyPixels(meta.width, meta.height, pages, options.maxInputPixels);
+  }
+  return {
+    format,
+    contentType: contentTypes[format] ?? 'application/octet-stream',
+    width: meta.autoOrient.width,
+    height: meta.autoOrient.height,
+    hasAlpha: meta.hasAlpha,
+    pages,
+    placeholder: await thumbHash(input, meta, options.maxInputPixels),
+  };
+}
+
+async function readHeader(input: Buffer): Promise<Metadata> {
+  try {
+    // The header only, no pixel limit: the budget is checked by us, frames included.
+    return await sharp(input, { limitInputPixels: false }).metadata();
+  } catch (error) {
+    const detail = error instanceof Error ? error.message : String(error);
+    // sharp's words for bytes no loader claims (and for an empty file).
+    if (/unsupported image format|empty/i.test(detail)) {
+      throw new AppError('unsupported_media_type', `Not an image: ${EXPECTED}`, { detail, cause: error });
+    }
+    throw unprocessable('The image is corrupt', error);
+  }
+}
+
+/**
+ * Decodes the first frame completely (shrink-on-load keeps a 12 MP JPEG fast) with FAIL_ON, so
+ * truncated or corrupt pixel data fails here.
+ */
+async function thumbHash(input: Buffer, meta: Metadata, maxInputPixels: number): Promise<string> {
+  try {
+    const image = sharp(input, inputOptions(maxInputPixels)).autoOrient();
+    // 16-bit images: see toSrgb in pipeline.ts.
+    if (meta.depth !== 'uchar' && meta.depth !== 'char') image.pipelineColourspace('srgb');
+    const { data, info } = await image
+      .resize(PLACEHOLDER_SIDE, PLACEHOLDER_SIDE, { fit: 'inside', withoutEnlargement: true })
+      .toColourspace('srgb')
+      .ensureAlpha()
+      .raw({ depth: 'uchar' })
+      .toBuffer({ resolveWithObject: true });
+    return Buffer.from(rgbaToThumbHash(info.width, info.height, data)).toString('base64');
+  } catch (error) {
+    throw unprocessable('The image is corrupt or truncated', error);
+  }
+}

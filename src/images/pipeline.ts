@@ -1,0 +1,184 @@
+import sharp, { type Metadata, type Sharp } from 'sharp';
+import type { Variant } from '../cache/variant-cache.js';
+import { inputOptions, tooManyPixels, unprocessable } from './decode.js';
+import { isAnimated } from './negotiate.js';
+import { effectiveFit, predictOutputSize } from './output-size.js';
+import { contentTypes, type OutputFormat, type RenderPlan } from './types.js';
+
+/**
+ * The sharp pipeline: a short list of steps sharing one context, as imgproxy's. `open` reads
+ * the header and decides what is decoded; the steps only describe the work; sharp runs it all
+ * in one pass at `toBuffer`. sharp's own defaults are kept on purpose: `sharp.concurrency()`
+ * (1 libvips thread per image on glibc without jemalloc; parallelism comes from the work queue
+ * and libuv's pool) and its operation cache.
+ */
+
+export interface PipelineOptions {
+  maxInputPixels: number;
+  /** Animated output keeps at most this many frames. */
+  maxFrames: number;
+  avifEffort: number;
+}
+
+export const defaultQuality: Record<OutputFormat, number> = {
+  jpeg: 80,
+  webp: 80,
+  avif: 50,
+  // Unused: PNG is lossless (a palette, where quality would apply, is never asked for).
+  png: 100,
+};
+
+interface Source {
+  /** Displayed size (after EXIF orientation) of one frame. */
+  readonly width: number;
+  readonly height: number;
+  readonly hasAlpha: boolean;
+  readonly isHighDepth: boolean;
+}
+
+interface RenderContext {
+  readonly plan: RenderPlan;
+  readonly options: PipelineOptions;
+  readonly source: Source;
+  readonly image: Sharp;
+  /** Frames decoded: more than one only for an animation kept in WebP output. */
+  readonly frames: number;
+  /** The output size of one frame, as output-size.ts predicts it. */
+  readonly size: { readonly width: number; readonly height: number };
+}
+
+type Step = (ctx: RenderContext) => void;
+
+/** Auto-orientation before the resize, so w and h mean the displayed sides. */
+const autoOrient: Step = ({ image }) => {
+  image.autoOrient();
+};
+
+/**
+ * sharp converts an embedded profile to sRGB and writes none, which keeps a Display P3 photo
+ * looking right. 16-bit images are the exception: sharp processes them in P3 and then only
+ * relabels them sRGB (desaturated output), so they are converted to sRGB on load instead.
+ */
+const toSrgb: Step = ({ image, source }) => {
+  if (source.isHighDepth) image.pipelineColourspace('srgb');
+  image.toColourspace('srgb');
+};
+
+/**
+ * Never enlarged (SPEC §2). For cover and contain sharp's own crop or padding gives exactly
+ * the predicted size. For inside, outside and fill the exact predicted size is asked for:
+ * sharp's JPEG/WebP shrink-on-load rounds the auto-scaled side from the reduced image and can
+ * land a pixel (or two) off, which would break the preview bound and the AVIF cap.
+ */
+const resize: Step = ({ image, plan, source, size }) => {
+  const t = plan.transform;
+  if (t.w === undefined && t.h === undefined) return;
+  const fit = effectiveFit(t);
+  if (fit === 'cover' || fit === 'contain') {
+    image.resize(t.w, t.h, { fit, withoutEnlargement: true, background: padding(plan.format) });
+  } else if (size.width !== source.width || size.height !== source.height) {
+    image.resize(size.width, size.height, { fit: 'fill' });
+  }
+};
+
+/** Contain's padding: white under JPEG (no alpha), transparent elsewhere. */
+const padding = (format: OutputFormat) =>
+  format === 'jpeg' ? { r: 255, g: 255, b: 255, alpha: 1 } : { r: 0, g: 0, b: 0, alpha: 0 };
+
+/** JPEG has no alpha: transparent pixels become white, not whatever colour they hide. */
+const flatten: Step = ({ image, plan, source }) => {
+  if (plan.format === 'jpeg' && source.hasAlpha) image.flatten({ background: '#ffffff' });
+};
+
+/** sharp blurs after resizing, so sigma is in output pixels. */
+const blur: Step = ({ image, plan }) => {
+  if (plan.transform.blur !== undefined) image.blur(plan.transform.blur);
+};
+
+/**
+ * No keepMetadata()/withMetadata(): sharp writes no EXIF, GPS, XMP, IPTC, comment or ICC
+ * (SPEC §2, nothing about the camera or the place leaves through a variant). Encoders are set
+ * for speed: no mozjpeg, no progressive scans.
+ */
+const encode: Step = ({ image, plan, options }) => {
+  const quality = plan.quality;
+  switch (plan.format) {
+    case 'jpeg':
+      image.jpeg({ quality, mozjpeg: false, progressive: false });
+      break;
+    case 'png':
+      image.png({ palette: false });
+      break;
+    case 'webp':
+      image.webp({ quality });
+      break;
+    case 'avif':
+      image.avif({ quality, effort: options.avifEffort });
+      break;
+  }
+};
+
+const steps: readonly Step[] = [autoOrient, toSrgb, resize, flatten, blur, encode];
+
+const FAILED = 'The image could not be processed';
+
+export function createPipeline(options: PipelineOptions) {
+  /** Reads the header only: what the image is, and how many frames are decoded. */
+  async function open(input: Buffer, plan: RenderPlan, pages: number): Promise<RenderContext> {
+    let meta: Metadata;
+    try {
+      // No pixel limit on the header: the budget below counts frames, which sharp cannot.
+      meta = await sharp(input, { limitInputPixels: false }).metadata();
+    } catch (error) {
+      throw unprocessable(FAILED, error);
+    }
+    // Without `pages`, sharp's header describes the first frame.
+    const framePixels = meta.width * meta.height;
+    if (framePixels > options.maxInputPixels) {
+      throw tooManyPixels(meta.width, meta.height, 1, options.maxInputPixels);
+    }
+    // sharp's limitInputPixels counts every decoded frame (a 100-frame GIF is 100 images), so
+    // an animation is cut to the frames that fit the pixel budget as well as to maxFrames.
+    // A 90° orientation cannot be applied to several frames: such a rarity gets its first frame.
+    const available = Math.min(pages, meta.pages ?? 1);
+    const keepsAnimation =
+      plan.format === 'webp' && isAnimated(meta.format, available) && (meta.orientation ?? 1) < 5;
+    const frames = keepsAnimation
+      ? Math.min(available, options.maxFrames, Math.floor(options.maxInputPixels / framePixels))
+      : 1;
+    const source: Source = {
+      width: meta.autoOrient.width,
+      height: meta.autoOrient.height,
+      hasAlpha: meta.hasAlpha,
+      isHighDepth: meta.depth !== 'uchar' && meta.depth !== 'char',
+    };
+    return {
+      plan,
+      options,
+      source,
+      image: sharp(input, inputOptions(options.maxInputPixels, frames)),
+      frames,
+      size: predictOutputSize(source, plan.transform),
+    };
+  }
+
+  return {
+    async render(input: Buffer, plan: RenderPlan, source: { pages: number }): Promise<Variant> {
+      const ctx = await open(input, plan, source.pages);
+      for (const step of steps) step(ctx);
+      try {
+        const { data, info } = await ctx.image.toBuffer({ resolveWithObject: true });
+        return {
+          body: data,
+          contentType: contentTypes[plan.format] ?? 'application/octet-stream',
+          width: info.width,
+          height: ctx.frames > 1 ? (info.pageHeight ?? info.height / ctx.frames) : info.height,
+        };
+      } catch (error) {
+        throw unprocessable(FAILED, error);
+      }
+    },
+  };
+}
+
+export type Pipeline = ReturnType<typeof createPipeline>;

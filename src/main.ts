@@ -1,0 +1,162 @@
+import { mkdir } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { createAuthenticator } from './auth/authenticate.js';
+import { loadDevIssuer } from './auth/dev-issuer.js';
+import { createTokenVerifier } from './auth/jwt.js';
+import { createDiskCache } from './cache/disk.js';
+import { createMemoryCache } from './cache/memory.js';
+import { createNoCache } from './cache/no-cache.js';
+import { createTieredCache } from './cache/tiered.js';
+import type { VariantCache } from './cache/variant-cache.js';
+import { type Clock, systemClock } from './clock.js';
+import type { Config } from './config/schema.js';
+import { registerDevRoutes } from './http/routes/dev.js';
+import { buildServer } from './http/server.js';
+import { createIngest, type Ingest } from './images/ingest.js';
+import { createPipeline } from './images/pipeline.js';
+import { createVariantService } from './images/variants.js';
+import { createWorkQueue } from './images/work-queue.js';
+import { createLogger, type Logger } from './logger.js';
+import { createMetrics } from './metrics.js';
+import { createFileOrigin } from './origins/file.js';
+import type { Origin } from './origins/origin.js';
+import { openSqliteStore } from './store/sqlite.js';
+import type { Store } from './store/store.js';
+
+/**
+ * The composition root: settings → parts → server. Every part that has an embedded and a
+ * scaled-out form is chosen here, and nowhere else knows which one runs.
+ */
+
+export interface StartOptions {
+  readonly logger?: Logger;
+  readonly clock?: Clock;
+}
+
+export interface Pixgate {
+  readonly url: string;
+  readonly server: FastifyInstance;
+  close(): Promise<void>;
+}
+
+/** What a request never needs but tools (`import`) do: the store, the origin and ingest. */
+export interface Storage {
+  readonly store: Store;
+  readonly origin: Origin;
+  readonly ingest: Ingest;
+  close(): Promise<void>;
+}
+
+export async function openStorage(config: Config, clock: Clock = systemClock): Promise<Storage> {
+  await mkdir(config.dataDir, { recursive: true });
+  const store = await openSqliteStore(join(config.dataDir, 'pixgate.db'));
+  const origin = createFileOrigin(config.storage.slice('file:'.length));
+  const ingest = createIngest({
+    store,
+    origin,
+    tempDir: join(config.dataDir, 'tmp'),
+    maxUploadBytes: config.maxUploadBytes,
+    maxInputPixels: config.maxInputPixels,
+    now: () => clock.now(),
+  });
+  await ingest.sweepTempFiles();
+  return { store, origin, ingest, close: () => store.close() };
+}
+
+async function openCache(config: Config, logger: Logger, onLookup: (layer: string, hit: boolean) => void) {
+  if (config.cache === 'none') return createNoCache();
+  const memory = createMemoryCache({ maxBytes: config.memoryCacheBytes, onLookup });
+  const disk = await createDiskCache({
+    dir: config.cache.slice('file:'.length),
+    maxBytes: config.diskCacheBytes,
+    logger,
+    onLookup,
+  });
+  return createTieredCache(memory, disk);
+}
+
+export async function startPixgate(config: Config, options: StartOptions = {}): Promise<Pixgate> {
+  const logger = options.logger ?? createLogger(config.logLevel);
+  const clock = options.clock ?? systemClock;
+  const metrics = createMetrics();
+
+  if (config.dev) {
+    logger.warn(
+      'DEV MODE: tokens are issued to anyone who asks on this machine, with a key kept in the data dir. Never expose this server.',
+    );
+  }
+
+  const storage = await openStorage(config, clock);
+  const cache: VariantCache = await openCache(config, logger, (layer, hit) =>
+    metrics.cacheLookups.inc({ layer, result: hit ? 'hit' : 'miss' }),
+  );
+
+  const devIssuer = config.dev
+    ? await loadDevIssuer(config.dataDir, config.issuer as string, config.audience as string, clock)
+    : undefined;
+  const verifier = createTokenVerifier({
+    issuer: config.issuer as string,
+    audience: config.audience as string,
+    jwks: devIssuer
+      ? { keys: devIssuer.jwks }
+      : { url: config.jwksUrl as string, cooldownSeconds: config.jwksCooldownSeconds },
+    requireAtJwt: config.requireAtJwt,
+    clockSkewSeconds: config.clockSkewSeconds,
+    cacheSize: config.tokenCacheSize,
+    clock,
+    onFailure: (reason) => metrics.authFailures.inc({ reason }),
+  });
+  const authenticate = createAuthenticator({ jwt: verifier });
+
+  const queue = createWorkQueue({
+    concurrency: config.concurrency,
+    queueSize: config.queueSize,
+    onChange: (waiting, running) => {
+      metrics.queueWaiting.set(waiting);
+      metrics.queueRunning.set(running);
+    },
+  });
+  const variants = createVariantService({
+    cache,
+    origin: storage.origin,
+    pipeline: createPipeline(config),
+    queue,
+    maxOriginBytes: config.maxUploadBytes,
+    onRendered: (format, seconds) => metrics.transformDuration.observe({ format }, seconds),
+  });
+
+  const server = await buildServer({
+    config,
+    logger,
+    metrics,
+    store: storage.store,
+    cache,
+    origin: storage.origin,
+    variants,
+    ingest: storage.ingest,
+    authenticate,
+  });
+  if (devIssuer) registerDevRoutes(server, { devIssuer });
+
+  let closed = false;
+  const close = async () => {
+    if (closed) return;
+    closed = true;
+    await server.close();
+    await variants.drain();
+    await cache.close();
+    await storage.close();
+  };
+
+  try {
+    await server.listen({ host: config.host, port: config.port });
+  } catch (error) {
+    await close();
+    throw error;
+  }
+  const address = server.server.address() as AddressInfo;
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  return { url: `http://${host}:${address.port}`, server, close };
+}

@@ -1,0 +1,102 @@
+import { randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
+import { access, copyFile, mkdir, open, rename, rm } from 'node:fs/promises';
+import { dirname, resolve, sep } from 'node:path';
+import { AppError, notFound } from '../errors.js';
+import { checkOriginKey } from './key.js';
+import type { Origin, OriginObject, ReadOptions } from './origin.js';
+
+/** Originals on local disk under one root directory; the embedded default. */
+export function createFileOrigin(root: string): Origin {
+  const rootDir = resolve(root);
+
+  // Keys are checked again here although callers made or checked them: the path is built from
+  // the key, and nothing may ever resolve outside the root.
+  function pathOf(key: string): string {
+    const path = resolve(rootDir, checkOriginKey(key));
+    if (!path.startsWith(rootDir + sep)) throw new AppError('invalid_request', 'Invalid source key');
+    return path;
+  }
+
+  return {
+    kind: 'file',
+    isWritable: true,
+
+    async read(key: string, options: ReadOptions): Promise<OriginObject> {
+      const path = pathOf(key);
+      let handle: Awaited<ReturnType<typeof open>>;
+      try {
+        handle = await open(path, 'r');
+      } catch (error) {
+        throw readError(error, key);
+      }
+      try {
+        const { size, mtime } = await handle.stat();
+        if (size > options.maxBytes) {
+          throw new AppError('origin_error', 'The original could not be read', {
+            detail: `file origin: ${size} bytes is over the ${options.maxBytes} byte limit`,
+          });
+        }
+        const body = await handle.readFile({ signal: options.signal });
+        return { body, lastModified: mtime };
+      } catch (error) {
+        throw error instanceof AppError ? error : readError(error, key);
+      } finally {
+        await handle.close();
+      }
+    },
+
+    async write(key: string, tempPath: string): Promise<void> {
+      const path = pathOf(key);
+      try {
+        await mkdir(dirname(path), { recursive: true });
+        try {
+          await rename(tempPath, path);
+        } catch (error) {
+          if ((error as NodeJS.ErrnoException).code !== 'EXDEV') throw error;
+          // Another filesystem: copy next to the target, then rename, so the key is never partial.
+          const staged = `${path}.${randomBytes(6).toString('hex')}.partial`;
+          try {
+            await copyFile(tempPath, staged);
+            await rename(staged, path);
+          } finally {
+            await rm(staged, { force: true });
+          }
+          await rm(tempPath, { force: true });
+        }
+      } catch (error) {
+        await rm(tempPath, { force: true });
+        throw writeError(error);
+      }
+    },
+
+    async delete(key: string): Promise<void> {
+      await rm(pathOf(key), { force: true });
+    },
+
+    async check(): Promise<void> {
+      await mkdir(rootDir, { recursive: true });
+      await access(rootDir, constants.R_OK | constants.W_OK);
+    },
+  };
+}
+
+function readError(error: unknown, key: string): AppError {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'EISDIR') return notFound(`file origin: no ${key}`);
+  return new AppError('origin_error', 'The original could not be read', {
+    detail: `file origin: ${code}`,
+    cause: error,
+  });
+}
+
+export function writeError(error: unknown): AppError {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === 'ENOSPC' || code === 'EDQUOT') {
+    return new AppError('insufficient_storage', 'No space left to store the image', { cause: error });
+  }
+  return new AppError('internal', 'The image could not be stored', {
+    detail: `file origin: ${code}`,
+    cause: error,
+  });
+}

@@ -1,0 +1,37 @@
+import type { ColumnType } from 'kysely';
+import type { Visibility } from './store.js';
+
+/**
+ * The tables as kysely sees them, shared by SQLite and PostgreSQL. Columns are dialect-neutral
+ * (see migrations/0001-images.ts): times are integer milliseconds since the epoch, booleans are
+ * 0/1 integers.
+ */
+
+/**
+ * A 64-bit integer column. better-sqlite3 answers a number; node-postgres answers int8 as a
+ * string (it cannot know the value fits a double), so reads go through `Number()`.
+ */
+export type Int8 = ColumnType<number | string | bigint, number, number>;
+
+export interface ImagesTable {
+  id: string;
+  owner: string;
+  visibility: Visibility;
+  version: number;
+  origin_key: string;
+  origin_etag: string;
+  format: string;
+  width: number;
+  height: number;
+  bytes: Int8;
+  /** 0 or 1. */
+  has_alpha: number;
+  pages: number;
+  placeholder: string;
+  /** Milliseconds since the epoch, UTC. */
+  created_at: Int8;
+}
+
+export interface Database {
+  images: ImagesTable;
+}

@@ -1,0 +1,159 @@
+import type { Insertable, Kysely, Selectable } from 'kysely';
+import { sql } from 'kysely';
+import { AppError } from '../errors.js';
+import type { Database, ImagesTable } from './database.js';
+import type { ImagePage, ImageRecord, ListOptions, Store, Visibility } from './store.js';
+
+/**
+ * The Store on kysely, shared by every SQL dialect we run on (SQLite embedded, PostgreSQL when
+ * scaled out). The dialect-specific part (opening, pragmas, pools) lives in sqlite.ts and
+ * postgres.ts; they pass the Kysely instance here, and `close()` destroys it.
+ */
+export function createKyselyStore(db: Kysely<Database>): Store {
+  let closed = false;
+
+  return {
+    async insertImage(image: ImageRecord): Promise<void> {
+      // A duplicate id fails on the primary key with the driver's error: 128 random bits do
+      // not collide, so it is a bug and surfaces as one (500), never as a silent overwrite.
+      await db.insertInto('images').values(toRow(image)).execute();
+    },
+
+    async getImage(id: string): Promise<ImageRecord | undefined> {
+      const row = await db.selectFrom('images').selectAll().where('id', '=', id).executeTakeFirst();
+      return row ? toRecord(row) : undefined;
+    },
+
+    async listImages(owner: string, options: ListOptions): Promise<ImagePage> {
+      const { limit } = options;
+      if (!Number.isInteger(limit) || limit < 1 || limit > 100) {
+        throw new AppError('invalid_request', `Expected integer 1..100 for limit but received ${limit}`);
+      }
+      // An empty cursor is no cursor: SPEC §4 writes the first page as `?cursor=`.
+      const after = options.cursor ? decodeCursor(options.cursor) : undefined;
+
+      // Keyset pagination on (created_at, id), both descending, served by the index
+      // images_owner_created_at_id_index: a page never repeats or skips a row when images are
+      // added or removed between two requests, which OFFSET would.
+      let query = db
+        .selectFrom('images')
+        .selectAll()
+        .where('owner', '=', owner)
+        .orderBy('created_at', 'desc')
+        .orderBy('id', 'desc')
+        .limit(limit + 1);
+      if (after) {
+        query = query.where((eb) =>
+          eb.or([
+            eb('created_at', '<', after.createdAt),
+            eb.and([eb('created_at', '=', after.createdAt), eb('id', '<', after.id)]),
+          ]),
+        );
+      }
+      const rows = await query.execute();
+      const items = rows.slice(0, limit).map(toRecord);
+      const last = items.at(-1);
+      const nextCursor = rows.length > limit && last ? encodeCursor(last.createdAt.getTime(), last.id) : null;
+      return { items, nextCursor };
+    },
+
+    async setVisibility(id: string, visibility: Visibility): Promise<ImageRecord | undefined> {
+      // RETURNING: one statement, so the answer is the row as this update left it (SQLite has
+      // it since 3.35, PostgreSQL always).
+      const row = await db
+        .updateTable('images')
+        .set({ visibility })
+        .where('id', '=', id)
+        .returningAll()
+        .executeTakeFirst();
+      return row ? toRecord(row) : undefined;
+    },
+
+    async deleteImage(id: string): Promise<boolean> {
+      const result = await db.deleteFrom('images').where('id', '=', id).executeTakeFirst();
+      return result.numDeletedRows > 0n;
+    },
+
+    async check(): Promise<void> {
+      await sql`select 1`.execute(db);
+    },
+
+    async close(): Promise<void> {
+      if (closed) return;
+      closed = true;
+      await db.destroy();
+    },
+  };
+}
+
+function toRow(image: ImageRecord): Insertable<ImagesTable> {
+  const createdAt = image.createdAt.getTime();
+  // Programmer mistakes, not user input: an Invalid Date would be stored as NULL or NaN.
+  if (!Number.isSafeInteger(createdAt)) throw new TypeError('Expected a valid Date for createdAt');
+  return {
+    id: image.id,
+    owner: image.owner,
+    visibility: image.visibility,
+    version: image.version,
+    origin_key: image.originKey,
+    origin_etag: image.originEtag,
+    format: image.format,
+    width: image.width,
+    height: image.height,
+    bytes: image.bytes,
+    has_alpha: image.hasAlpha ? 1 : 0,
+    pages: image.pages,
+    placeholder: image.placeholder,
+    created_at: createdAt,
+  };
+}
+
+function toRecord(row: Selectable<ImagesTable>): ImageRecord {
+  return {
+    id: row.id,
+    owner: row.owner,
+    visibility: row.visibility,
+    version: row.version,
+    originKey: row.origin_key,
+    originEtag: row.origin_etag,
+    format: row.format,
+    width: row.width,
+    height: row.height,
+    bytes: Number(row.bytes),
+    hasAlpha: row.has_alpha === 1,
+    pages: row.pages,
+    placeholder: row.placeholder,
+    createdAt: new Date(Number(row.created_at)),
+  };
+}
+
+/**
+ * The cursor is base64url of `v1.<createdAt ms>.<id>`: opaque to clients, versioned so that
+ * the format can change, and checked strictly on the way back in (a cursor must re-encode to
+ * the same text) so that only cursors this store made are accepted.
+ *
+ * It is not bound to the owner: a cursor taken from another owner's listing only names a
+ * position (a time and an id) and the query still reads the caller's own rows only, so it
+ * reveals nothing and is accepted as that position.
+ */
+// The id part is any text: ids are base64url by contract, but the cursor must keep working for
+// any row the table holds, and it only ever becomes a bound parameter.
+const CURSOR = /^v1\.(-?(?:0|[1-9][0-9]{0,15}))\.(.{1,256})$/s;
+
+function encodeCursor(createdAt: number, id: string): string {
+  return Buffer.from(`v1.${createdAt}.${id}`, 'utf8').toString('base64url');
+}
+
+function decodeCursor(cursor: string): { createdAt: number; id: string } {
+  const invalid = () => new AppError('invalid_request', 'Invalid cursor');
+  if (cursor.length === 0 || cursor.length > 400 || !/^[A-Za-z0-9_-]+$/.test(cursor)) throw invalid();
+  const text = Buffer.from(cursor, 'base64url').toString('utf8');
+  const match = CURSOR.exec(text);
+  if (!match?.[1] || !match[2]) throw invalid();
+  const createdAt = Number(match[1]);
+  if (!Number.isSafeInteger(createdAt)) throw invalid();
+  // Node's base64url decoder skips junk and ignores trailing bits: re-encoding rejects every
+  // spelling of a cursor but the one we issued.
+  if (encodeCursor(createdAt, match[2]) !== cursor) throw invalid();
+  return { createdAt, id: match[2] };
+}

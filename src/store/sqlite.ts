@@ -1,0 +1,52 @@
+import { mkdirSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import BetterSqlite3 from 'better-sqlite3';
+import { Kysely, SqliteDialect } from 'kysely';
+import type { Database } from './database.js';
+import { createKyselyStore } from './kysely-store.js';
+import { migrateToLatest } from './migrate.js';
+import type { Store } from './store.js';
+
+/** How long a statement waits for another connection's write lock before SQLITE_BUSY. */
+const BUSY_TIMEOUT_MS = 5000;
+
+/**
+ * Opens the SQLite file (creating it and its directory) with the pragmas pixgate relies on.
+ * `:memory:` gives a private in-memory database (tests).
+ */
+export function openSqliteDatabase(path: string): BetterSqlite3.Database {
+  const inMemory = path === ':memory:';
+  const file = inMemory ? path : resolve(path);
+  let sqlite: BetterSqlite3.Database | undefined;
+  try {
+    if (!inMemory) mkdirSync(dirname(file), { recursive: true });
+    sqlite = new BetterSqlite3(file);
+    // WAL: readers do not block the writer nor the writer the readers (image reads go on
+    // while an upload is recorded). synchronous=NORMAL is durable against a process crash in
+    // WAL mode and loses at most the last transactions on power loss, for far fewer fsyncs.
+    sqlite.pragma('journal_mode = WAL');
+    sqlite.pragma('synchronous = NORMAL');
+    sqlite.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+    // Off by default in SQLite; later tables (share links, sessions) reference images.
+    sqlite.pragma('foreign_keys = ON');
+    return sqlite;
+  } catch (error) {
+    sqlite?.close();
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new Error(`Cannot open the SQLite database at ${file}: ${reason}`, { cause: error });
+  }
+}
+
+/** The embedded Store: one SQLite file, migrated to the latest schema before it is returned. */
+export async function openSqliteStore(path: string): Promise<Store> {
+  const sqlite = openSqliteDatabase(path);
+  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
+  try {
+    await migrateToLatest(db);
+  } catch (error) {
+    await db.destroy();
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new Error(`Cannot open the SQLite database at ${path}: ${reason}`, { cause: error });
+  }
+  return createKyselyStore(db);
+}

@@ -1,0 +1,84 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import type { Clock } from '../../src/clock.js';
+import { loadConfig, settingNames } from '../../src/config/load.js';
+import type { Config } from '../../src/config/schema.js';
+import { createLogger } from '../../src/logger.js';
+import { type Pixgate, startPixgate } from '../../src/main.js';
+
+/**
+ * The real server on port 0 with a temp data dir, configured through the real settings loader
+ * (values are passed as PIXGATE_* strings, as an operator would), its log lines captured.
+ */
+export interface TestServer {
+  readonly url: string;
+  readonly config: Config;
+  readonly dataDir: string;
+  /** Every log line so far, raw JSON text. */
+  readonly logs: string[];
+  close(): Promise<void>;
+  /** Stops and starts again on the same data dir (persistence tests). */
+  restart(): Promise<TestServer>;
+  /** Stops and removes the data dir. */
+  destroy(): Promise<void>;
+}
+
+export type Settings = Record<
+  string,
+  string | number | boolean | readonly number[] | Record<string, unknown>
+>;
+
+function toEnv(settings: Settings): Record<string, string> {
+  const envOf = new Map(settingNames.map((s) => [s.key, s.env]));
+  const env: Record<string, string> = {};
+  for (const [key, value] of Object.entries(settings)) {
+    const name = envOf.get(key);
+    if (!name) throw new Error(`test helper: unknown setting ${key}`);
+    env[name] = Array.isArray(value)
+      ? value.join(',')
+      : typeof value === 'object'
+        ? JSON.stringify(value)
+        : String(value);
+  }
+  return env;
+}
+
+export async function startTestServer(
+  settings: Settings,
+  options: { clock?: Clock; dataDir?: string } = {},
+): Promise<TestServer> {
+  const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'pixgate-test-')));
+  const config = loadConfig({
+    env: toEnv({ port: 0, host: '127.0.0.1', dataDir, logLevel: 'info', ...settings }),
+    purpose: settings.dev === true ? 'dev' : 'serve',
+  });
+  const logs: string[] = [];
+  const sink = new Writable({
+    write(chunk, _encoding, done) {
+      logs.push(...String(chunk).split('\n').filter(Boolean));
+      done();
+    },
+  });
+  const pixgate: Pixgate = await startPixgate(config, {
+    logger: createLogger(config.logLevel, sink),
+    clock: options.clock,
+  });
+  const server: TestServer = {
+    url: pixgate.url,
+    config,
+    dataDir,
+    logs,
+    close: () => pixgate.close(),
+    async restart() {
+      await pixgate.close();
+      return startTestServer(settings, { ...options, dataDir });
+    },
+    async destroy() {
+      await pixgate.close();
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+  return server;
+}

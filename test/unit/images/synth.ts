@@ -1,0 +1,104 @@
+import { crc32, deflateSync } from 'node:zlib';
+import sharp from 'sharp';
+
+/** Images synthesized by the tests (no binary fixtures). */
+
+export type SourceKind = 'png' | 'png-alpha' | 'jpeg' | 'jpeg-rotated' | 'webp' | 'gif' | 'gif-animated';
+
+export interface Synth {
+  readonly kind: SourceKind;
+  readonly body: Buffer;
+  /** Displayed size (after EXIF orientation) of one frame. */
+  readonly width: number;
+  readonly height: number;
+  readonly pages: number;
+}
+
+const grey = { r: 128, g: 128, b: 128 };
+
+/** A solid image of the given displayed size; `jpeg-rotated` is stored sideways with orientation 6. */
+export async function synth(kind: SourceKind, width: number, height: number): Promise<Synth> {
+  switch (kind) {
+    case 'png':
+      return done(kind, await solid(width, height).png().toBuffer(), width, height);
+    case 'png-alpha':
+      return done(kind, await solid(width, height, 0.5).png().toBuffer(), width, height);
+    case 'jpeg':
+      return done(kind, await solid(width, height).jpeg().toBuffer(), width, height);
+    case 'jpeg-rotated':
+      // Stored height × width; orientation 6 (rotate 90° clockwise) displays it width × height.
+      return done(
+        kind,
+        await solid(height, width).jpeg().withMetadata({ orientation: 6 }).toBuffer(),
+        width,
+        height,
+      );
+    case 'webp':
+      return done(kind, await solid(width, height).webp().toBuffer(), width, height);
+    case 'gif':
+      return done(kind, await solid(width, height).gif().toBuffer(), width, height);
+    case 'gif-animated':
+      return done(kind, await animatedGif(width, height, 3), width, height, 3);
+  }
+}
+
+const done = (kind: SourceKind, body: Buffer, width: number, height: number, pages = 1): Synth => ({
+  kind,
+  body,
+  width,
+  height,
+  pages,
+});
+
+function solid(width: number, height: number, alpha = 1) {
+  return sharp({ create: { width, height, channels: alpha < 1 ? 4 : 3, background: { ...grey, alpha } } });
+}
+
+/** An animated GIF whose frame i is filled with a colour of red = 40 × i. */
+export async function animatedGif(width: number, height: number, frames: number): Promise<Buffer> {
+  const raw = Buffer.alloc(width * height * frames * 4);
+  for (let frame = 0; frame < frames; frame++) {
+    for (let i = frame * width * height; i < (frame + 1) * width * height; i++) {
+      raw.set([(40 * frame) % 256, 200, 60, 255], i * 4);
+    }
+  }
+  return sharp(raw, { raw: { width, height: height * frames, channels: 4, pageHeight: height } })
+    .gif({ delay: Array.from({ length: frames }, () => 100), loop: 0 })
+    .toBuffer();
+}
+
+/**
+ * A real, valid PNG of width × height 1-bit black pixels: a few tens of KB that decode to
+ * width × height pixels (a decompression bomb).
+ */
+export function pngBomb(width: number, height: number): Buffer {
+  const chunk = (type: string, data: Buffer) => {
+    const length = Buffer.alloc(4);
+    length.writeUInt32BE(data.length);
+    const body = Buffer.concat([Buffer.from(type, 'latin1'), data]);
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(crc32(body));
+    return Buffer.concat([length, body, crc]);
+  };
+  const header = Buffer.alloc(13);
+  header.writeUInt32BE(width, 0);
+  header.writeUInt32BE(height, 4);
+  header[8] = 1; // bit depth
+  header[9] = 0; // greyscale
+  const rowBytes = 1 + Math.ceil(width / 8); // filter byte + packed bits
+  return Buffer.concat([
+    Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]),
+    chunk('IHDR', header),
+    chunk('IDAT', deflateSync(Buffer.alloc(rowBytes * height), { level: 9 })),
+    chunk('IEND', Buffer.alloc(0)),
+  ]);
+}
+
+/** A deterministic pseudo-random generator, so a failing case can be replayed. */
+export function random(seed: number) {
+  let state = seed;
+  return (n: number) => {
+    state = (state * 1103515245 + 12345) % 2147483648;
+    return state % n;
+  };
+}

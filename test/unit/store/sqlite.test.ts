@@ -1,0 +1,113 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import BetterSqlite3 from 'better-sqlite3';
+import { afterAll, describe, expect, it } from 'vitest';
+import { openSqliteDatabase, openSqliteStore } from '../../../src/store/sqlite.js';
+import { describeStoreConformance, makeImage } from './store-conformance.js';
+
+const root = mkdtempSync(join(tmpdir(), 'pixgate-sqlite-'));
+let counter = 0;
+// A fresh file in a directory that does not exist yet: openSqliteStore creates it.
+const freshPath = () => join(root, `db-${++counter}`, 'nested', 'pixgate.sqlite');
+
+afterAll(() => {
+  rmSync(root, { recursive: true, force: true });
+});
+
+describeStoreConformance('sqlite (file)', () => openSqliteStore(freshPath()));
+
+describe('openSqliteStore', () => {
+  it('keeps its data across close and reopen', async () => {
+    const path = freshPath();
+    const image = makeImage({ hasAlpha: true, visibility: 'public' });
+    const first = await openSqliteStore(path);
+    await first.insertImage(image);
+    await first.insertImage(makeImage());
+    await first.close();
+
+    const second = await openSqliteStore(path);
+    try {
+      expect(await second.getImage(image.id)).toEqual(image);
+      expect((await second.listImages('alice', { limit: 10 })).items).toHaveLength(2);
+    } finally {
+      await second.close();
+    }
+  });
+
+  it('works in memory too', async () => {
+    const store = await openSqliteStore(':memory:');
+    const image = makeImage();
+    await store.insertImage(image);
+    expect(await store.getImage(image.id)).toEqual(image);
+    await store.close();
+  });
+
+  it('sets the pragmas it relies on', () => {
+    const path = freshPath();
+    const sqlite = openSqliteDatabase(path);
+    try {
+      expect(sqlite.pragma('journal_mode', { simple: true })).toBe('wal');
+      expect(sqlite.pragma('synchronous', { simple: true })).toBe(1); // NORMAL
+      expect(sqlite.pragma('busy_timeout', { simple: true })).toBe(5000);
+      expect(sqlite.pragma('foreign_keys', { simple: true })).toBe(1);
+    } finally {
+      sqlite.close();
+    }
+  });
+
+  it('creates the listing index: owner, created_at desc, id desc', async () => {
+    const path = freshPath();
+    await (await openSqliteStore(path)).close();
+    const sqlite = new BetterSqlite3(path, { readonly: true });
+    try {
+      const columns = sqlite
+        .prepare(
+          `select name, desc from pragma_index_xinfo('images_owner_created_at_id_index') where key = 1`,
+        )
+        .all();
+      expect(columns).toEqual([
+        { name: 'owner', desc: 0 },
+        { name: 'created_at', desc: 1 },
+        { name: 'id', desc: 1 },
+      ]);
+    } finally {
+      sqlite.close();
+    }
+  });
+
+  it('fails clearly when a migration fails', async () => {
+    const path = freshPath();
+    const sqlite = openSqliteDatabase(path);
+    sqlite.exec('create table images (id text)');
+    sqlite.close();
+    await expect(openSqliteStore(path)).rejects.toThrow(
+      `Cannot open the SQLite database at ${path}: Database migration "0001-images" failed: table "images" already exists`,
+    );
+  });
+
+  it('refuses a database migrated by a newer version', async () => {
+    const path = freshPath();
+    await (await openSqliteStore(path)).close();
+    const sqlite = new BetterSqlite3(path);
+    sqlite.prepare('insert into kysely_migration (name, timestamp) values (?, ?)').run('9999-future', 'now');
+    sqlite.close();
+    await expect(openSqliteStore(path)).rejects.toThrow(/Database migrations could not run: .*9999-future/);
+  });
+
+  it('fails clearly on a file that is not a database', async () => {
+    const path = join(root, 'not-a-database.sqlite');
+    writeFileSync(path, 'this is plain text, not SQLite, and long enough to have a header'.repeat(20));
+    await expect(openSqliteStore(path)).rejects.toThrow(
+      `Cannot open the SQLite database at ${path}: file is not a database`,
+    );
+  });
+
+  it('fails clearly when the directory cannot be created', async () => {
+    const file = join(root, 'a-regular-file');
+    writeFileSync(file, '');
+    await expect(openSqliteStore(join(file, 'pixgate.sqlite'))).rejects.toThrow(
+      /^Cannot open the SQLite database at .*a-regular-file\/pixgate\.sqlite: EEXIST: file already exists, mkdir/,
+    );
+  });
+});
