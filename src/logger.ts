@@ -19,10 +19,29 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
   );
 }
 
-const SECRET_PARAMS = /([?&](?:access_token|sig)=)[^&#]*/gi;
+const SECRET_PARAMS = new Set(['access_token', 'sig']);
+
+/** A parameter name as URLSearchParams reads it, which is how the server finds credentials. */
+function decodedName(rawName: string): string {
+  return new URLSearchParams(`${rawName}=`).keys().next().value ?? '';
+}
 
 export function redactUrl(url: string): string {
-  return url.replace(SECRET_PARAMS, '$1[redacted]').replace(/^\/s\/[^/?#]+/, '/s/[redacted]');
+  const at = url.indexOf('?');
+  const path = (at === -1 ? url : url.slice(0, at)).replace(/^\/s\/[^/?#]+/, '/s/[redacted]');
+  if (at === -1) return path;
+  // Names are compared decoded: `?access%5Ftoken=` is the access_token parameter to the server,
+  // so a raw-text match would log the token in clear.
+  const query = url
+    .slice(at + 1)
+    .split('&')
+    .map((pair) => {
+      const eq = pair.indexOf('=');
+      if (eq === -1) return pair;
+      const rawName = pair.slice(0, eq);
+      return SECRET_PARAMS.has(decodedName(rawName).toLowerCase()) ? `${rawName}=[redacted]` : pair;
+    });
+  return `${path}?${query.join('&')}`;
 }
 
 export type { Logger };

@@ -18,8 +18,11 @@ export type Credential = { kind: 'none' } | { kind: 'bearer'; token: string; sou
 export const CREDENTIAL_QUERY_PARAMS: readonly string[] = ['access_token'];
 
 export interface CredentialInput {
-  /** The raw `Authorization` header, if any. */
-  authorization: string | undefined;
+  /**
+   * The raw `Authorization` header, if any; every line of it when the request repeats the header
+   * (Node's `request.headers` keeps only the first of repeated Authorization lines).
+   */
+  authorization: string | readonly string[] | undefined;
   query: URLSearchParams;
   /** True only for GET and HEAD of image URLs: the one place RFC 6750 §2.3 tokens are accepted. */
   allowQuery: boolean;
@@ -59,13 +62,17 @@ export function extractCredential(input: CredentialInput): Credential {
   const { authorization, query, allowQuery } = input;
   const queryTokens = query.getAll('access_token');
 
+  const headers = typeof authorization === 'string' ? [authorization] : (authorization ?? []);
+
   // SPEC §3: more than one explicit credential, equal or not, is refused rather than picking
-  // one, so a proxy and the application can never disagree on who is asking.
-  const explicit = (authorization === undefined ? 0 : 1) + queryTokens.length;
+  // one, so a proxy and the application can never disagree on who is asking. Two Authorization
+  // lines count as two: Node would read the first, a proxy in front may well read the last.
+  const explicit = headers.length + queryTokens.length;
   if (explicit > 1) throw invalidRequest(texts.tooMany);
 
-  if (authorization !== undefined) {
-    const token = BEARER.exec(authorization)?.[1];
+  const [header] = headers;
+  if (header !== undefined) {
+    const token = BEARER.exec(header)?.[1];
     if (token === undefined) throw invalidRequest(texts.malformedHeader);
     return { kind: 'bearer', token, source: 'header' };
   }

@@ -4,7 +4,8 @@ import type { CommandContext } from './args.js';
 /** `pixgate serve` and `pixgate dev`: run until SIGINT/SIGTERM, then close cleanly. */
 export async function runServe(context: CommandContext, purpose: 'serve' | 'dev'): Promise<number> {
   const { config } = context.config(purpose);
-  if (purpose === 'dev') {
+  // PIXGATE_DEV=true under `pixgate serve` is dev mode too, and just as loud.
+  if (config.dev) {
     process.stderr.write(
       [
         '',
@@ -18,7 +19,7 @@ export async function runServe(context: CommandContext, purpose: 'serve' | 'dev'
   }
   const pixgate = await startPixgate(config);
   pixgate.server.log.info({ url: pixgate.url, dev: config.dev }, 'pixgate listening');
-  if (purpose === 'dev') {
+  if (config.dev) {
     process.stderr.write(
       `  Open ${pixgate.url.replace('127.0.0.1', 'localhost')}/ — get a token with: npx pixgate token --sub alice\n\n`,
     );

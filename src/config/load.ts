@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
+import type { z } from 'zod';
 import { type Config, ConfigSchema, configKeys } from './schema.js';
 
 /**
@@ -58,9 +59,14 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
 
   if (options.file !== undefined) {
     const fromFile = readConfigFile(resolve(cwd, options.file), problems);
+    const known = new Set<string>(configKeys);
     for (const [key, value] of Object.entries(fromFile)) {
-      merged[key] = value;
-      origin[key] = `${key} in ${options.file}`;
+      // Named one by one and with the file, like an unknown PIXGATE_* variable.
+      if (!known.has(key)) problems.push(`${key} in ${options.file}: unknown setting`);
+      else {
+        merged[key] = value;
+        origin[key] = `${key} in ${options.file}`;
+      }
     }
   }
 
@@ -93,18 +99,44 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     for (const issue of parsed.error.issues) {
       const key = String(issue.path[0] ?? '');
       const where = origin[key] ?? (key || 'settings');
+      // Inside a structured value (presets), name the part (`thumb.w: …`) rather than echo it all.
+      const inner = issue.path.slice(1).filter((part) => typeof part === 'string');
       const shown =
-        key in merged && typeof merged[key] !== 'object'
+        inner.length === 0 && key in merged && (merged[key] === null || typeof merged[key] !== 'object')
           ? ` but received ${JSON.stringify(merged[key])}`
           : '';
+      problems.push(`${where}: ${inner.length > 0 ? `${inner.join('.')}: ` : ''}${issue.message}${shown}`);
+    }
+  }
+
+  // The checks across settings run even when other values are invalid, so that every problem
+  // is reported at once. Each reads its settings on their own and stays silent about one that
+  // is itself invalid (already reported above).
+  const valid = <K extends keyof typeof ConfigSchema.shape>(key: K) => {
+    const result = ConfigSchema.shape[key].safeParse(merged[key]);
+    return (result.success ? result.data : undefined) as z.output<(typeof ConfigSchema.shape)[K]> | undefined;
+  };
+  const dev = valid('dev');
+  const purpose = options.purpose ?? (dev === undefined ? 'tool' : dev ? 'dev' : 'serve');
+  if (dev === true) {
+    // Dev mode mints tokens for anyone who can reach it: never beyond this machine.
+    const host = valid('host');
+    if (host !== undefined && !LOOPBACK_HOSTS.has(host)) {
       problems.push(
-        issue.code === 'unrecognized_keys'
-          ? `${where}: ${issue.message}`
-          : `${where}: ${issue.message}${shown}`,
+        `${origin.host ?? 'host'}: dev mode listens on loopback only (127.0.0.1, ::1 or localhost)`,
       );
     }
-    throw new ConfigError(problems);
+  } else if (dev === false && purpose === 'serve') {
+    for (const key of ['issuer', 'audience', 'jwksUrl'] as const) {
+      if (merged[key] === undefined) {
+        problems.push(`${envName(key)}: required to verify access tokens (or try \`pixgate dev\`)`);
+      }
+    }
   }
+  if (valid('strictSizes') === true && valid('sizes')?.length === 0) {
+    problems.push(`${origin.strictSizes ?? 'strictSizes'}: needs PIXGATE_SIZES, the list of allowed sizes`);
+  }
+  if (problems.length > 0 || !parsed.success) throw new ConfigError(problems);
 
   const config = parsed.data;
   const dataDir = resolve(cwd, config.dataDir);
@@ -117,26 +149,6 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     return value;
   };
 
-  const purpose = options.purpose ?? (config.dev ? 'dev' : 'serve');
-  if (config.dev) {
-    // Dev mode mints tokens for anyone who can reach it: never beyond this machine.
-    if (!LOOPBACK_HOSTS.has(config.host)) {
-      problems.push(
-        `${origin.host ?? 'host'}: dev mode listens on loopback only (127.0.0.1, ::1 or localhost)`,
-      );
-    }
-  } else if (purpose === 'serve') {
-    for (const key of ['issuer', 'audience', 'jwksUrl'] as const) {
-      if (config[key] === undefined) {
-        problems.push(`${envName(key)}: required to verify access tokens (or try \`pixgate dev\`)`);
-      }
-    }
-  }
-  if (config.strictSizes && config.sizes.length === 0) {
-    problems.push(`${origin.strictSizes ?? 'strictSizes'}: needs PIXGATE_SIZES, the list of allowed sizes`);
-  }
-  if (problems.length > 0) throw new ConfigError(problems);
-
   return Object.freeze({
     ...config,
     dataDir,
@@ -145,7 +157,11 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     storage: resolveLocation(config.storage, 'originals'),
     cache: config.cache === 'none' ? 'none' : resolveLocation(config.cache, 'cache'),
     sizes: Object.freeze([...config.sizes]) as number[],
-    presets: Object.freeze({ ...config.presets }),
+    presets: Object.freeze(
+      Object.fromEntries(
+        Object.entries(config.presets).map(([name, preset]) => [name, Object.freeze(preset)]),
+      ),
+    ),
   });
 }
 

@@ -43,6 +43,8 @@ const bytes = (min: number, max: number) =>
 
 const boolean = z.preprocess(
   (value) => {
+    // A config file may say `trustProxy: 1`: the message promises 1 and 0, so take them as numbers too.
+    if (value === 1 || value === 0) return value === 1;
     if (typeof value !== 'string') return value;
     const text = value.trim().toLowerCase();
     if (text === 'true' || text === '1') return true;
@@ -101,7 +103,13 @@ const presets = z.preprocess(
       return value;
     }
   },
-  z.record(z.string().regex(/^[a-z0-9_-]{1,32}$/, { error: 'Preset names are a-z 0-9 _ -' }), presetSchema),
+  z.record(z.string().regex(/^[a-z0-9_-]{1,32}$/), presetSchema, {
+    // Without these, JSON that does not parse reads "expected record, received string".
+    error: (issue) =>
+      issue.code === 'invalid_key'
+        ? 'Preset names are 1 to 32 of a-z 0-9 _ -'
+        : 'Expected a JSON object of presets, such as {"thumb":{"w":200,"h":200,"fit":"cover"}}',
+  }),
 );
 
 const storageUrl = z

@@ -16,13 +16,26 @@ export function rawQuery(request: FastifyRequest): URLSearchParams {
   return new URLSearchParams(at === -1 ? '' : request.url.slice(at + 1));
 }
 
+/**
+ * The Authorization header as sent: every line when it is repeated, which `request.headers` hides
+ * (Node keeps the first of repeated Authorization lines and drops the others).
+ */
+function authorizationHeader(request: FastifyRequest): string | string[] | undefined {
+  const raw = request.raw.rawHeaders;
+  const lines: string[] = [];
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    if (raw[i]?.toLowerCase() === 'authorization') lines.push(raw[i + 1] ?? '');
+  }
+  return lines.length > 1 ? lines : request.headers.authorization;
+}
+
 export async function identify(
   request: FastifyRequest,
   authenticate: Authenticator,
   options: { allowQuery: boolean; query?: URLSearchParams },
 ): Promise<Caller> {
   const credential = extractCredential({
-    authorization: request.headers.authorization,
+    authorization: authorizationHeader(request),
     query: options.query ?? rawQuery(request),
     allowQuery: options.allowQuery,
   });

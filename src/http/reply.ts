@@ -11,6 +11,13 @@ export function toAppError(error: unknown): AppError {
   if (isAppError(error)) return error;
   const fastifyError = error as Partial<FastifyError> & { statusCode?: number };
   switch (fastifyError.code) {
+    // No detail and no cause for these two: fastify's message holds the whole URL, and with it
+    // an access_token parameter, which must never reach a log line (SPEC §3.2).
+    case 'FST_ERR_BAD_URL':
+      return new AppError('invalid_request', 'The URL is malformed');
+    case 'FST_ERR_MAX_PARAM_LENGTH':
+      // A path segment longer than any id or route: it names nothing.
+      return new AppError('not_found', 'No such route');
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return new AppError('unsupported_media_type', 'Unsupported Content-Type', { cause: error });
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
@@ -43,10 +50,17 @@ const SUCCESS_ONLY_HEADERS = [
   'content-length',
 ];
 
+const hasBody = (request: FastifyRequest) =>
+  request.headers['transfer-encoding'] !== undefined || Number(request.headers['content-length'] ?? 0) > 0;
+
 export async function sendError(error: unknown, request: FastifyRequest, reply: FastifyReply): Promise<void> {
   const appError = toAppError(error);
   requestState(request).error = appError;
   for (const name of SUCCESS_ONLY_HEADERS) reply.removeHeader(name);
+  // Refused before its body was read (an upload over the cap, a bad token): the rest of the
+  // body is still on the wire, and the next request on this keep-alive connection would be
+  // parsed out of it. Close the connection after answering.
+  if (hasBody(request) && !request.raw.complete) reply.header('connection', 'close');
   await reply
     .code(appError.status)
     .headers({

@@ -1,6 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import multipart from '@fastify/multipart';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  LogController,
+} from 'fastify';
 import type { Authenticator } from '../auth/authenticate.js';
 import type { VariantCache } from '../cache/variant-cache.js';
 import type { Config } from '../config/schema.js';
@@ -32,6 +38,17 @@ export interface ServerParts {
 const LOOPBACK_NAMES = /^(localhost|127\.0\.0\.1|\[::1\]|::1|[a-z0-9-]+\.localhost)$/i;
 
 /**
+ * The name in the Host header itself, without the port. Not `request.hostname`: with
+ * PIXGATE_TRUST_PROXY that reads X-Forwarded-Host, which a rebinding page (same origin, as far
+ * as the browser knows) can set to `localhost` itself.
+ */
+function hostHeaderName(host: string | undefined): string {
+  if (host === undefined) return '';
+  if (host.startsWith('[')) return host.slice(0, host.indexOf(']') + 1);
+  return host.split(':', 1)[0] ?? '';
+}
+
+/**
  * The fastify instance with every route, hook and handler. Request life cycle:
  *   onRequest   security headers; dev mode refuses non-loopback Host names
  *   handler     the route's own stages, in order (routes/*.ts)
@@ -50,6 +67,14 @@ export async function buildServer(parts: ServerParts): Promise<FastifyInstance> 
     requestIdHeader: false,
     bodyLimit: 64 * 1024,
     return503OnClosing: true,
+    // A URL fastify cannot route (bad percent-encoding, a path segment over maxParamLength) is
+    // answered before any hook runs: by default in fastify's own format, without our headers or
+    // log line, and echoing the whole URL, access_token included (SPEC §3.2). Ours instead.
+    frameworkErrors: (error, request, reply) => {
+      reply.headers(securityHeaders);
+      reply.raw.once('finish', () => recordRequest(request, reply));
+      void sendError(error, request, reply);
+    },
   });
 
   await app.register(multipart);
@@ -61,12 +86,14 @@ export async function buildServer(parts: ServerParts): Promise<FastifyInstance> 
   app.addHook('onRequest', async (request, reply) => {
     reply.headers(securityHeaders);
     // DNS rebinding: a page on evil.example resolving to 127.0.0.1 would reach the dev issuer.
-    if (config.dev && !LOOPBACK_NAMES.test(request.hostname)) {
+    if (config.dev && !LOOPBACK_NAMES.test(hostHeaderName(request.headers.host))) {
       throw new AppError('host_not_allowed', 'Dev mode answers loopback host names only');
     }
   });
 
-  app.addHook('onResponse', async (request, reply) => {
+  app.addHook('onResponse', async (request, reply) => recordRequest(request, reply));
+
+  function recordRequest(request: FastifyRequest, reply: FastifyReply): void {
     const route = request.routeOptions.url ?? 'unmatched';
     const labels = { route, method: request.method, status: String(reply.statusCode) };
     const seconds = reply.elapsedTime / 1000;
@@ -86,7 +113,7 @@ export async function buildServer(parts: ServerParts): Promise<FastifyInstance> 
     };
     if (error && error.status >= 500) request.log.error(line, 'request failed');
     else request.log.info(line, 'request');
-  });
+  }
 
   app.setErrorHandler((error, request, reply) => sendError(error, request, reply));
   app.setNotFoundHandler((_request, _reply) => {

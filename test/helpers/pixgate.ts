@@ -2,6 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
+import { loadDevIssuer } from '../../src/auth/dev-issuer.js';
 import type { Clock } from '../../src/clock.js';
 import { loadConfig, settingNames } from '../../src/config/load.js';
 import type { Config } from '../../src/config/schema.js';
@@ -23,6 +24,8 @@ export interface TestServer {
   restart(): Promise<TestServer>;
   /** Stops and removes the data dir. */
   destroy(): Promise<void>;
+  /** Dev-mode servers only: a real ES256 access token from the dev issuer. */
+  token(sub: string, scope?: string): Promise<string>;
 }
 
 export type Settings = Record<
@@ -78,6 +81,16 @@ export async function startTestServer(
     async destroy() {
       await pixgate.close();
       await rm(dataDir, { recursive: true, force: true });
+    },
+    async token(sub, scope) {
+      if (!config.dev) throw new Error('test helper: token() needs a dev-mode server');
+      const issuer = await loadDevIssuer(
+        dataDir,
+        config.issuer as string,
+        config.audience as string,
+        options.clock,
+      );
+      return issuer.issue({ sub, scope });
     },
   };
   return server;

@@ -6,7 +6,7 @@ import { thumbHashToAverageRGBA } from 'thumbhash';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AppError } from '../../../src/errors.js';
 import { inspectImage } from '../../../src/images/inspect.js';
-import { animatedGif, pngBomb } from './synth.js';
+import { animatedGif, pngBomb } from '../../helpers/images.js';
 
 let dir: string;
 let counter = 0;

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { clampTransform, predictOutputSize } from '../../../src/images/output-size.js';
 import { createPipeline } from '../../../src/images/pipeline.js';
 import type { Fit, OutputFormat, Transform } from '../../../src/images/types.js';
-import { random, type SourceKind, type Synth, synth } from './synth.js';
+import { random, type SourceKind, type Synth, synth } from '../../helpers/images.js';
 
 const fits: readonly Fit[] = ['cover', 'contain', 'fill', 'inside', 'outside'];
 const pipeline = createPipeline({ maxInputPixels: 50_000_000, maxFrames: 10, avifEffort: 0 });

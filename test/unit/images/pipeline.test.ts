@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AppError } from '../../../src/errors.js';
 import { createPipeline, defaultQuality, type PipelineOptions } from '../../../src/images/pipeline.js';
 import type { OutputFormat, RenderPlan, Transform } from '../../../src/images/types.js';
-import { animatedGif, pngBomb } from './synth.js';
+import { animatedGif, pngBomb } from '../../helpers/images.js';
 
 const options: PipelineOptions = { maxInputPixels: 50_000_000, maxFrames: 100, avifEffort: 2 };
 const pipeline = createPipeline(options);

@@ -102,3 +102,28 @@ export function random(seed: number) {
     return state % n;
   };
 }
+
+/** A photo-like JPEG (noise, blurred) with EXIF camera data and a GPS position. */
+export async function photoWithGps(width: number, height: number): Promise<Buffer> {
+  return sharp({
+    create: {
+      width,
+      height,
+      channels: 3,
+      background: '#808080',
+      noise: { type: 'gaussian', mean: 128, sigma: 50 },
+    },
+  })
+    .blur(2)
+    .jpeg({ quality: 85 })
+    .withExif({
+      IFD0: { Make: 'PixgateTestCam', Model: 'Model-GPS-42' },
+      IFD3: {
+        GPSLatitudeRef: 'N',
+        GPSLatitude: '48/1 51/1 29/1',
+        GPSLongitudeRef: 'E',
+        GPSLongitude: '2/1 17/1 40/1',
+      },
+    })
+    .toBuffer();
+}

@@ -1,0 +1,417 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createLocalJWKSet, decodeJwt, type JSONWebKeySet, jwtVerify } from 'jose';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestServer, type TestServer } from '../helpers/pixgate.js';
+
+/**
+ * The real command line (README "Command line"), spawned as a child process the way a user runs
+ * it: its own environment (PATH and HOME plus what a test sets, never this process's PIXGATE_*),
+ * exit codes, stdout and stderr. Each spawn costs about a second of tsx start-up, so the tests
+ * share data dirs where they can.
+ */
+
+const REPO = fileURLToPath(new URL('../../', import.meta.url));
+const BASE_ENV = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? tmpdir() };
+const REQUIRED = (name: string) => `  - ${name}: required to verify access tokens (or try \`pixgate dev\`)`;
+
+interface Exit {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+function spawnCli(args: readonly string[], env: Record<string, string> = {}): ChildProcess {
+  return spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
+    cwd: REPO,
+    env: { ...BASE_ENV, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+}
+
+/** Resolves when the child has exited, with everything it wrote. */
+function exited(child: ChildProcess, output = collect(child)): Promise<Exit> {
+  return new Promise((resolve, reject) => {
+    child.once('error', reject);
+    child.once('close', (code, signal) => resolve({ code, signal, ...output() }));
+  });
+}
+
+function collect(child: ChildProcess): () => { stdout: string; stderr: string } {
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
+    stdout += chunk;
+  });
+  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
+    stderr += chunk;
+  });
+  return () => ({ stdout, stderr });
+}
+
+const run = (args: readonly string[], env: Record<string, string> = {}) => exited(spawnCli(args, env));
+
+interface Running {
+  readonly url: string;
+  readonly port: number;
+  output(): { stdout: string; stderr: string };
+  /** SIGTERM, then the exit (the caller asserts how fast). */
+  stop(): Promise<Exit>;
+}
+
+/** `pixgate serve` / `dev` on port 0: the URL comes from the "pixgate listening" log line. */
+async function startCli(args: readonly string[], env: Record<string, string>): Promise<Running> {
+  const child = spawnCli(args, { PIXGATE_PORT: '0', ...env });
+  const output = collect(child);
+  const done = exited(child, output);
+  const url = await new Promise<string>((resolve, reject) => {
+    const onData = () => {
+      for (const line of output().stdout.split('\n')) {
+        if (!line.startsWith('{')) continue;
+        const entry = JSON.parse(line) as { msg?: string; url?: string };
+        if (entry.msg === 'pixgate listening' && entry.url) {
+          child.stdout?.off('data', onData);
+          resolve(entry.url);
+        }
+      }
+    };
+    child.stdout?.on('data', onData);
+    done.then(
+      (exit) =>
+        reject(new Error(`pixgate ${args[0]} exited (${exit.code}) before listening:\n${exit.stderr}`)),
+      reject,
+    );
+  });
+  return {
+    url,
+    port: Number(new URL(url).port),
+    output,
+    stop() {
+      child.kill('SIGTERM');
+      return done;
+    },
+  };
+}
+
+/** node:http, because fetch will not let a test choose the Host header. */
+function getWithHost(
+  url: string,
+  headers: Record<string, string>,
+): Promise<{ status: number; body: string; headers: Record<string, unknown> }> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { headers }, (res) => {
+      let body = '';
+      res.setEncoding('utf8').on('data', (chunk: string) => {
+        body += chunk;
+      });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, headers: res.headers }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** The lines of the import summary: reason → the files skipped for it. */
+function skippedByReason(stdout: string): Map<string, string[]> {
+  const skipped = new Map<string, string[]>();
+  let names: string[] | undefined;
+  for (const line of stdout.split('\n')) {
+    const reason = /^Skipped \d+: (.+)$/.exec(line)?.[1];
+    if (reason !== undefined) {
+      names = [];
+      skipped.set(reason, names);
+    } else if (line.startsWith('  ') && names) names.push(line.trim());
+  }
+  return skipped;
+}
+
+let scratch: string;
+/** Shared by `token` and `dev`: the dev issuer key is created by the first, served by the second. */
+let devDataDir: string;
+
+beforeAll(async () => {
+  scratch = await mkdtemp(join(tmpdir(), 'pixgate-cli-'));
+  devDataDir = join(scratch, 'dev-data');
+});
+
+afterAll(async () => {
+  await rm(scratch, { recursive: true, force: true });
+});
+
+describe('usage', () => {
+  it('invalid settings: exit code 2 and every problem on stderr', async () => {
+    const exit = await run(['serve', '--bogus', '1'], {
+      PIXGATE_PORT: 'abc',
+      PIXGATE_TRUST_PROXY: 'yes',
+      PIXGATE_DATA_DIR: join(scratch, 'never'),
+    });
+    expect(exit.code).toBe(2);
+    expect(exit.stdout).toBe('');
+    const [heading, ...problems] = exit.stderr.trimEnd().split('\n');
+    expect(heading).toBe('pixgate serve: invalid settings or arguments:');
+    expect(problems.sort()).toEqual(
+      [
+        '  - --bogus: unknown option',
+        '  - PIXGATE_PORT: Expected integer 0..65535 but received "abc"',
+        '  - PIXGATE_TRUST_PROXY: Expected true, false, 1 or 0 but received "yes"',
+        REQUIRED('PIXGATE_ISSUER'),
+        REQUIRED('PIXGATE_AUDIENCE'),
+        REQUIRED('PIXGATE_JWKS_URL'),
+      ].sort(),
+    );
+  });
+
+  it('no command: the usage and exit code 2; --help: exit code 0; an unknown command: 2', async () => {
+    const [none, help, unknown, keygenJunk] = await Promise.all([
+      run([]),
+      run(['--help']),
+      run(['frobnicate']),
+      run(['keygen', '--length']),
+    ]);
+    expect(none.code).toBe(2);
+    expect(none.stdout).toContain('Usage:\n  pixgate serve');
+    expect(help.code).toBe(0);
+    expect(help.stdout).toBe(none.stdout);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toBe(
+      'pixgate frobnicate: invalid settings or arguments:\n  - unknown command "frobnicate" (try pixgate --help)\n',
+    );
+    // A command that loads no settings still reports a malformed option.
+    expect(keygenJunk.code).toBe(2);
+    expect(keygenJunk.stdout).toBe('');
+    expect(keygenJunk.stderr).toContain('  - --length: expected a value\n');
+  });
+});
+
+describe('keygen', () => {
+  it('prints kid:base64secret with 32 random bytes, different each run', async () => {
+    const runs = await Promise.all([run(['keygen']), run(['keygen'])]);
+    const secrets = runs.map((exit) => {
+      expect(exit.code).toBe(0);
+      const match = /^([A-Za-z0-9_-]+):([A-Za-z0-9+/]+={0,2})\n$/.exec(exit.stdout);
+      expect(match).not.toBeNull();
+      const secret = Buffer.from(match?.[2] ?? '', 'base64');
+      expect(secret).toHaveLength(32);
+      return secret.toString('hex');
+    });
+    expect(secrets[0]).not.toBe(secrets[1]);
+    expect(runs[0]?.stdout.split(':')[0]).not.toBe(runs[1]?.stdout.split(':')[0]);
+  });
+});
+
+describe('token', () => {
+  let server: TestServer | undefined;
+  afterAll(async () => {
+    await server?.close();
+  });
+
+  it('mints dev tokens the dev server accepts, with the scope asked for; a bad --ttl is exit 2', async () => {
+    const env = { PIXGATE_DATA_DIR: devDataDir };
+    // The first run creates the dev issuer key; the next two run together and share it.
+    const writer = await run(['token', '--sub', 'alice', '--ttl', '15m'], env);
+    const [reader, badTtl] = await Promise.all([
+      run(['token', '--sub', 'bob', '--scope', 'images:read'], env),
+      run(['token', '--sub', 'alice', '--ttl', '8d'], env),
+    ]);
+    expect(writer.code).toBe(0);
+    expect(reader.code).toBe(0);
+    const writeToken = writer.stdout.trim();
+    const readToken = reader.stdout.trim();
+    const claims = decodeJwt(writeToken);
+    expect(claims).toMatchObject({ sub: 'alice', iss: 'pixgate-dev', aud: 'pixgate' });
+    expect((claims.exp ?? 0) - (claims.iat ?? 0)).toBe(900);
+    expect(decodeJwt(readToken)).toMatchObject({ sub: 'bob', scope: 'images:read' });
+
+    expect(badTtl.code).toBe(2);
+    expect(badTtl.stdout).toBe('');
+    expect(badTtl.stderr).toBe(
+      'pixgate token: invalid settings or arguments:\n  - --ttl: expected a duration from 1s to 7d, such as 3600, 15m or 1h\n',
+    );
+
+    server = await startTestServer({ dev: true }, { dataDir: devDataDir });
+    const body = await sharp({ create: { width: 40, height: 30, channels: 3, background: '#369' } })
+      .jpeg()
+      .toBuffer();
+    const upload = (token: string) =>
+      fetch(`${server?.url}/v1/images?visibility=private`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'image/jpeg' },
+        body,
+      });
+    const created = await upload(writeToken);
+    expect(created.status).toBe(201);
+    expect(await created.json()).toMatchObject({ owner: 'alice', width: 40, height: 30, format: 'jpeg' });
+    const refused = await upload(readToken);
+    expect(refused.status).toBe(403);
+    expect(((await refused.json()) as { error: { code: string } }).error.code).toBe('insufficient_scope');
+  });
+});
+
+describe('import', () => {
+  it('copies the images in like uploads and says what it skipped and why', async () => {
+    const source = join(scratch, 'photos');
+    const dataDir = join(scratch, 'import-data');
+    await mkdir(join(source, 'trip'), { recursive: true });
+    const noisy = sharp({
+      create: {
+        width: 160,
+        height: 120,
+        channels: 3,
+        background: '#808080',
+        noise: { type: 'gaussian', mean: 128, sigma: 60 },
+      },
+    });
+    const jpeg = await noisy.clone().jpeg({ quality: 90 }).toBuffer();
+    await writeFile(join(source, 'beach.jpg'), jpeg);
+    await writeFile(join(source, 'trip', 'map.png'), await noisy.clone().resize(64, 48).png().toBuffer());
+    await writeFile(join(source, 'notes.txt'), 'not an image at all\n');
+    await writeFile(join(source, 'trip', 'cut.jpg'), jpeg.subarray(0, Math.floor(jpeg.length * 0.6)));
+    await writeFile(join(source, 'empty.jpg'), Buffer.alloc(0));
+
+    const exit = await run(['import', source, '--owner', 'alice', '--visibility', 'preview'], {
+      PIXGATE_DATA_DIR: dataDir,
+    });
+    expect(exit.stderr).not.toContain('invalid settings');
+    expect(exit.code).toBe(0);
+    expect(exit.stdout.split('\n')[0]).toBe('Imported 2 of 5 files for alice.');
+    const skipped = skippedByReason(exit.stdout);
+    expect(skipped).toEqual(
+      new Map([
+        ['Not an image: expected JPEG, PNG, WebP, GIF, AVIF, HEIF, TIFF or SVG', ['notes.txt']],
+        ['The upload is empty', ['empty.jpg']],
+        ['The image is corrupt or truncated', [join('trip', 'cut.jpg')]],
+      ]),
+    );
+    // Temp files are consumed whether the file was kept or refused.
+    expect(await readdir(join(dataDir, 'tmp')).catch(() => [])).toEqual([]);
+
+    const server = await startTestServer({ dev: true }, { dataDir });
+    try {
+      const token = await server.token('alice');
+      const response = await fetch(`${server.url}/v1/images`, {
+        headers: { authorization: `Bearer ${token}` },
+      });
+      expect(response.status).toBe(200);
+      const list = (await response.json()) as {
+        items: { owner: string; visibility: string; format: string; width: number; height: number }[];
+        nextCursor: string | null;
+      };
+      expect(list.nextCursor).toBeNull();
+      expect(
+        list.items
+          .map(({ owner, visibility, format, width, height }) => ({
+            owner,
+            visibility,
+            format,
+            width,
+            height,
+          }))
+          .sort((a, b) => a.format.localeCompare(b.format)),
+      ).toEqual([
+        { owner: 'alice', visibility: 'preview', format: 'jpeg', width: 160, height: 120 },
+        { owner: 'alice', visibility: 'preview', format: 'png', width: 64, height: 48 },
+      ]);
+    } finally {
+      await server.close();
+    }
+  });
+});
+
+describe('serve', () => {
+  it('answers /healthz and exits 0 promptly on SIGTERM', async () => {
+    const serve = await startCli(['serve'], {
+      PIXGATE_DATA_DIR: join(scratch, 'serve-data'),
+      PIXGATE_ISSUER: 'https://login.example.com/',
+      PIXGATE_AUDIENCE: 'https://images.example.com',
+      // Never fetched: no token is sent.
+      PIXGATE_JWKS_URL: 'http://127.0.0.1:9/jwks.json',
+    });
+    const health = await fetch(`${serve.url}/healthz`);
+    expect(health.status).toBe(200);
+    expect(await health.json()).toEqual({ status: 'ok' });
+    expect(serve.output().stderr).not.toContain('DEV MODE');
+
+    const started = Date.now();
+    const exit = await serve.stop();
+    expect(exit).toMatchObject({ code: 0, signal: null });
+    expect(Date.now() - started).toBeLessThan(5000);
+    expect(exit.stdout).toContain('"msg":"shutting down"');
+  });
+});
+
+describe('serve with PIXGATE_DEV=true', () => {
+  it('is dev mode, just as loud as `pixgate dev`', async () => {
+    const serve = await startCli(['serve'], {
+      PIXGATE_DATA_DIR: join(scratch, 'dev-by-env'),
+      PIXGATE_DEV: 'true',
+    });
+    const exit = await serve.stop();
+    expect(exit.code).toBe(0);
+    expect(exit.stderr).toContain('pixgate DEV MODE');
+  });
+});
+
+describe('dev', () => {
+  let dev: Running;
+  beforeAll(async () => {
+    // Trusting a proxy makes fastify read X-Forwarded-Host, which a rebinding page can set itself:
+    // the Host check must hold regardless.
+    dev = await startCli(['dev'], { PIXGATE_DATA_DIR: devDataDir, PIXGATE_TRUST_PROXY: 'true' });
+  });
+  afterAll(async () => {
+    const exit = await dev.stop();
+    expect(exit.code).toBe(0);
+  });
+
+  it('says loudly that it is dev mode', () => {
+    expect(dev.output().stderr).toContain('pixgate DEV MODE');
+    expect(dev.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+  });
+
+  it('answers only requests whose Host is a loopback name (DNS rebinding)', async () => {
+    const healthz = `${dev.url}/healthz`;
+    for (const host of ['evil.example', `evil.example:${dev.port}`, '127.0.0.2', 'localhost.evil.example']) {
+      const refused = await getWithHost(healthz, { host });
+      expect(refused.status, host).toBe(403);
+      expect(JSON.parse(refused.body)).toEqual({
+        error: { code: 'host_not_allowed', message: 'Dev mode answers loopback host names only' },
+      });
+    }
+    const forwarded = await getWithHost(healthz, { host: 'evil.example', 'x-forwarded-host': 'localhost' });
+    expect(forwarded.status).toBe(403);
+
+    for (const host of [
+      `localhost:${dev.port}`,
+      `127.0.0.1:${dev.port}`,
+      `app.localhost:${dev.port}`,
+      `[::1]:${dev.port}`,
+    ]) {
+      const served = await getWithHost(healthz, { host });
+      expect(served.status, host).toBe(200);
+    }
+  });
+
+  it('publishes the public key only, which verifies the tokens `pixgate token` minted', async () => {
+    const response = await fetch(`${dev.url}/dev/jwks.json`);
+    expect(response.status).toBe(200);
+    const jwks = (await response.json()) as JSONWebKeySet;
+    expect(jwks.keys).toHaveLength(1);
+    const [key] = jwks.keys;
+    expect(key).toMatchObject({ kty: 'EC', crv: 'P-256', alg: 'ES256', use: 'sig' });
+    expect(Object.keys(key ?? {}).sort()).toEqual(['alg', 'crv', 'kid', 'kty', 'use', 'x', 'y']);
+    expect(key).not.toHaveProperty('d');
+
+    const minted = await run(['token', '--sub', 'carol'], { PIXGATE_DATA_DIR: devDataDir });
+    const { payload } = await jwtVerify(minted.stdout.trim(), createLocalJWKSet(jwks), {
+      issuer: 'pixgate-dev',
+      audience: 'pixgate',
+    });
+    expect(payload.sub).toBe('carol');
+  });
+});

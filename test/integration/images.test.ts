@@ -1,0 +1,452 @@
+import { readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { photoWithGps, synth } from '../helpers/images.js';
+import { startTestServer, type TestServer } from '../helpers/pixgate.js';
+
+/** The image API over real HTTP: uploads, the SPEC §2 table, variants, caching headers, lifecycle. */
+
+let server: TestServer;
+let alice: string;
+let bob: string;
+let photo: Buffer;
+
+const auth = (token: string, extra: Record<string, string> = {}) => ({
+  authorization: `Bearer ${token}`,
+  ...extra,
+});
+
+async function upload(token: string, body: Buffer, visibility = 'private', type = 'image/jpeg') {
+  const response = await fetch(`${server.url}/v1/images?visibility=${visibility}`, {
+    method: 'POST',
+    headers: auth(token, { 'content-type': type }),
+    body,
+  });
+  expect(response.status, await response.clone().text()).toBe(201);
+  return (await response.json()) as Record<string, unknown> & { id: string };
+}
+
+async function get(path: string, headers: Record<string, string> = {}) {
+  const response = await fetch(`${server.url}${path}`, { headers });
+  return { response, body: Buffer.from(await response.arrayBuffer()) };
+}
+
+async function transformCount(): Promise<number> {
+  const text = await (await fetch(`${server.url}/metrics`)).text();
+  return [...text.matchAll(/^pixgate_transform_duration_seconds_count\{[^}]*\} (\d+)/gm)].reduce(
+    (sum, match) => sum + Number(match[1]),
+    0,
+  );
+}
+
+beforeAll(async () => {
+  server = await startTestServer({ dev: true });
+  alice = await server.token('alice');
+  bob = await server.token('bob');
+  photo = await photoWithGps(1200, 900);
+});
+afterAll(() => server.destroy());
+
+describe('upload and the original', () => {
+  it('answers 201 with the meta JSON and Location', async () => {
+    const response = await fetch(`${server.url}/v1/images`, {
+      method: 'POST',
+      headers: auth(alice, { 'content-type': 'image/jpeg' }),
+      body: photo,
+    });
+    expect(response.status).toBe(201);
+    const meta = (await response.json()) as Record<string, unknown>;
+    expect(meta).toMatchObject({
+      owner: 'alice',
+      visibility: 'private',
+      width: 1200,
+      height: 900,
+      format: 'jpeg',
+    });
+    expect(meta.id).toMatch(/^[A-Za-z0-9_-]{22}$/);
+    expect(meta.bytes).toBe(photo.length);
+    expect(new Date(meta.createdAt as string).toISOString()).toBe(meta.createdAt);
+    expect(Buffer.from(meta.placeholder as string, 'base64').length).toBeGreaterThan(5);
+    expect(response.headers.get('location')).toBe(`/v1/images/${meta.id}`);
+  });
+
+  it('accepts multipart/form-data with the field "file", and only that field', async () => {
+    const form = new FormData();
+    form.append('file', new Blob([photo], { type: 'image/jpeg' }), 'photo.jpg');
+    const ok = await fetch(`${server.url}/v1/images?visibility=public`, {
+      method: 'POST',
+      headers: auth(alice),
+      body: form,
+    });
+    expect(ok.status).toBe(201);
+    expect(await ok.json()).toMatchObject({ visibility: 'public', width: 1200 });
+
+    const wrong = new FormData();
+    wrong.append('image', new Blob([photo], { type: 'image/jpeg' }), 'photo.jpg');
+    const refused = await fetch(`${server.url}/v1/images`, {
+      method: 'POST',
+      headers: auth(alice),
+      body: wrong,
+    });
+    expect(refused.status).toBe(400);
+    expect(await refused.json()).toEqual({
+      error: { code: 'invalid_request', message: 'Expected a multipart field named "file"' },
+    });
+  });
+
+  it('gives the owner the original bytes as stored, metadata included', async () => {
+    const { id } = await upload(alice, photo);
+    const { response, body } = await get(`/v1/images/${id}`, auth(alice));
+    expect(response.status).toBe(200);
+    expect(response.headers.get('content-type')).toBe('image/jpeg');
+    expect(body.equals(photo)).toBe(true);
+    expect(response.headers.get('cache-control')).toBe('private, max-age=3600');
+    expect(response.headers.get('etag')).toMatch(/^"[A-Za-z0-9_-]+"$/);
+  });
+
+  it('reads the orientation: a sideways-stored JPEG is described and served upright', async () => {
+    const rotated = await synth('jpeg-rotated', 300, 200);
+    const meta = await upload(alice, rotated.body);
+    expect(meta).toMatchObject({ width: 300, height: 200 });
+    const { body } = await get(`/v1/images/${meta.id}?w=150`, auth(alice));
+    expect(await sharp(body).metadata()).toMatchObject({ width: 150, height: 100 });
+  });
+});
+
+describe('variants', () => {
+  let id: string;
+  beforeAll(async () => {
+    ({ id } = await upload(alice, photo, 'public'));
+  });
+
+  it('resizes, strips EXIF and GPS, and sends the security headers', async () => {
+    const { response, body } = await get(`/v1/images/${id}?w=360`, auth(alice));
+    expect(response.status).toBe(200);
+    const meta = await sharp(body).metadata();
+    expect(meta).toMatchObject({ format: 'jpeg', width: 360, height: 270 });
+    expect(meta.exif).toBeUndefined();
+    expect(body.includes('PixgateTestCam')).toBe(false);
+    expect(response.headers.get('vary')).toBe('Accept');
+    expect(response.headers.get('x-content-type-options')).toBe('nosniff');
+    expect(response.headers.get('content-security-policy')).toBe("default-src 'none'");
+    expect(response.headers.get('referrer-policy')).toBe('no-referrer');
+    expect(response.headers.get('cache-control')).toBe('public, max-age=3600');
+  });
+
+  it('never gives a non-owner the stored bytes, even of a public image at full size', async () => {
+    const { response, body } = await get(`/v1/images/${id}`, auth(bob));
+    expect(response.status).toBe(200);
+    expect(body.equals(photo)).toBe(false);
+    const meta = await sharp(body).metadata();
+    expect(meta).toMatchObject({ width: 1200, height: 900 });
+    expect(meta.exif).toBeUndefined();
+  });
+
+  it('never enlarges', async () => {
+    const { body } = await get(`/v1/images/${id}?w=3000`, auth(alice));
+    expect(await sharp(body).metadata()).toMatchObject({ width: 1200, height: 900 });
+  });
+
+  it.each([
+    ['image/avif,image/webp,image/*,*/*;q=0.8', 'image/avif', 'heif'],
+    ['image/webp,image/*,*/*;q=0.8', 'image/webp', 'webp'],
+    ['image/*,*/*;q=0.8', 'image/jpeg', 'jpeg'],
+    ['image/avif;q=0,image/webp', 'image/webp', 'webp'],
+  ])('format=auto with Accept %s → %s', async (accept, type, format) => {
+    const { response, body } = await get(`/v1/images/${id}?w=200`, auth(alice, { accept }));
+    expect(response.headers.get('content-type')).toBe(type);
+    expect((await sharp(body).metadata()).format).toBe(format);
+  });
+
+  it('keeps alpha as PNG for auto without modern formats', async () => {
+    const transparent = await synth('png-alpha', 300, 300);
+    const meta = await upload(alice, transparent.body, 'private', 'image/png');
+    const { response, body } = await get(`/v1/images/${meta.id}?w=100`, auth(alice, { accept: 'image/*' }));
+    expect(response.headers.get('content-type')).toBe('image/png');
+    expect((await sharp(body).metadata()).hasAlpha).toBe(true);
+  });
+
+  it('answers If-None-Match with 304 without transforming again', async () => {
+    const first = await get(`/v1/images/${id}?w=123`, auth(alice));
+    const etag = first.response.headers.get('etag') as string;
+    const before = await transformCount();
+    const again = await get(`/v1/images/${id}?w=123`, auth(alice, { 'if-none-match': etag }));
+    expect(again.response.status).toBe(304);
+    expect(again.body.length).toBe(0);
+    expect(again.response.headers.get('etag')).toBe(etag);
+    expect(again.response.headers.get('vary')).toBe('Accept');
+    // A revalidation of a variant never made before costs nothing either: the ETag is decided first.
+    const unseen = await get(`/v1/images/${id}?w=124`, auth(alice));
+    const etag124 = unseen.response.headers.get('etag') as string;
+    expect(etag124).not.toBe(etag);
+    expect(await transformCount()).toBe(before + 1);
+  });
+
+  it('gives equivalent requests one ETag (normalized transforms share a cache entry)', async () => {
+    const a = await get(`/v1/images/${id}?w=200&dpr=2`, auth(alice, { accept: 'image/jpeg' }));
+    const b = await get(`/v1/images/${id}?w=400&fit=inside`, auth(alice, { accept: 'image/jpeg' }));
+    expect(a.response.headers.get('etag')).toBe(b.response.headers.get('etag'));
+  });
+
+  it('answers HEAD with the headers of GET and no body', async () => {
+    const head = await fetch(`${server.url}/v1/images/${id}?w=300`, { method: 'HEAD', headers: auth(alice) });
+    const full = await get(`/v1/images/${id}?w=300`, auth(alice));
+    expect(head.status).toBe(200);
+    expect(head.headers.get('etag')).toBe(full.response.headers.get('etag'));
+    expect(head.headers.get('content-type')).toBe('image/jpeg');
+    expect(Number(head.headers.get('content-length'))).toBe(full.body.length);
+    expect((await head.arrayBuffer()).byteLength).toBe(0);
+  });
+
+  it('computes identical concurrent requests once', async () => {
+    const before = await transformCount();
+    const results = await Promise.all(
+      Array.from({ length: 8 }, () => get(`/v1/images/${id}?w=333&format=webp`, auth(alice))),
+    );
+    for (const { response, body } of results) {
+      expect(response.status).toBe(200);
+      expect(body.equals(results[0]?.body as Buffer)).toBe(true);
+    }
+    expect(await transformCount()).toBe(before + 1);
+  });
+
+  it.each([
+    ['w=0', 'Expected integer 1..4096 for w but received 0'],
+    ['w=100&w=200', 'Repeated parameter "w"'],
+    ['width=100', 'Unknown parameter "width"'],
+    ['fit=big&w=1&h=1', 'Expected one of cover, contain, fill, inside, outside for fit but received "big"'],
+    ['w=2048&dpr=3', 'Expected integer 1..4096 for w × dpr but received 6144'],
+  ])('refuses ?%s with 400 invalid_transform', async (query, message) => {
+    const { response, body } = await get(`/v1/images/${id}?${query}`, auth(alice));
+    expect(response.status).toBe(400);
+    expect(response.headers.get('cache-control')).toBe('no-store');
+    const error = JSON.parse(body.toString()) as { error: { code: string; message: string } };
+    expect(error.error.code).toBe('invalid_transform');
+    expect(error.error.message).toBe(message);
+  });
+
+  it('rasterizes SVG, even for its owner', async () => {
+    const svg = Buffer.from(
+      '<svg xmlns="http://www.w3.org/2000/svg" width="120" height="60"><rect width="120" height="60" fill="#c33"/></svg>',
+    );
+    const meta = await upload(alice, svg, 'private', 'image/svg+xml');
+    expect(meta).toMatchObject({ format: 'svg', width: 120, height: 60 });
+    const { response, body } = await get(`/v1/images/${meta.id}`, auth(alice, { accept: 'image/*' }));
+    expect(response.headers.get('content-type')).toBe('image/png');
+    expect(await sharp(body).metadata()).toMatchObject({ format: 'png', width: 120, height: 60 });
+  });
+});
+
+describe('who may see what (SPEC §2)', () => {
+  const ids: Record<string, string> = {};
+  const missing = 'AAAAAAAAAAAAAAAAAAAAAA';
+  beforeAll(async () => {
+    for (const visibility of ['private', 'preview', 'public'])
+      ids[visibility] = (await upload(alice, photo, visibility)).id;
+  });
+
+  it('another user gets 404 for a private image, exactly like a missing or malformed id', async () => {
+    const answers = await Promise.all(
+      [ids.private, missing, 'not-an-id', '..%2F..%2Fetc'].map((id) =>
+        get(`/v1/images/${id}?w=100`, auth(bob)),
+      ),
+    );
+    for (const { response, body } of answers) {
+      expect(response.status).toBe(404);
+      expect(response.headers.get('cache-control')).toBe('no-store');
+      expect(body.toString()).toBe(answers[0]?.body.toString());
+    }
+    expect(JSON.parse(answers[0]?.body.toString() as string)).toEqual({
+      error: { code: 'not_found', message: 'No such image' },
+    });
+  });
+
+  it('another user gets a preview clamped to previewMax, and says so', async () => {
+    for (const query of ['', '?w=1000', '?w=2000&h=2000&fit=cover', '?h=900']) {
+      const { response, body } = await get(`/v1/images/${ids.preview}${query}`, auth(bob));
+      expect(response.status).toBe(200);
+      expect(response.headers.get('pixgate-clamped')).toBe('1');
+      const meta = await sharp(body).metadata();
+      expect(Math.max(meta.width ?? 0, meta.height ?? 0)).toBeLessThanOrEqual(360);
+      expect(meta.exif).toBeUndefined();
+    }
+    const small = await get(`/v1/images/${ids.preview}?w=200`, auth(bob));
+    expect(small.response.headers.get('pixgate-clamped')).toBeNull();
+    expect((await sharp(small.body).metadata()).width).toBe(200);
+    expect(small.response.headers.get('cache-control')).toBe('private, max-age=3600');
+  });
+
+  it('another user gets any variant of a public image', async () => {
+    const { response, body } = await get(`/v1/images/${ids.public}?w=1000`, auth(bob));
+    expect(response.status).toBe(200);
+    expect((await sharp(body).metadata()).width).toBe(1000);
+  });
+
+  it('the anonymous get 401 for private, preview and missing alike, and public images', async () => {
+    const answers = await Promise.all(
+      [ids.private, ids.preview, missing].map((id) => get(`/v1/images/${id}`)),
+    );
+    for (const { response, body } of answers) {
+      expect(response.status).toBe(401);
+      expect(response.headers.get('www-authenticate')).toBe('Bearer realm="pixgate"');
+      expect(body.toString()).toBe(answers[0]?.body.toString());
+    }
+    const pub = await get(`/v1/images/${ids.public}?w=100`);
+    expect(pub.response.status).toBe(200);
+  });
+
+  it('/meta names the owner only to the owner', async () => {
+    const own = await get(`/v1/images/${ids.public}/meta`, auth(alice));
+    expect(JSON.parse(own.body.toString())).toMatchObject({
+      id: ids.public,
+      owner: 'alice',
+      visibility: 'public',
+    });
+    const other = await get(`/v1/images/${ids.public}/meta`, auth(bob));
+    const otherMeta = JSON.parse(other.body.toString()) as Record<string, unknown>;
+    expect(otherMeta.owner).toBeUndefined();
+    expect(otherMeta).toMatchObject({ id: ids.public, width: 1200, height: 900 });
+    expect((await get(`/v1/images/${ids.private}/meta`, auth(bob))).response.status).toBe(404);
+  });
+
+  it('a bad parameter answers 400 alike for an id that exists and one that does not (no probing)', async () => {
+    const a = await get(`/v1/images/${ids.private}?w=0`, auth(bob));
+    const b = await get(`/v1/images/${missing}?w=0`, auth(bob));
+    expect(a.response.status).toBe(400);
+    expect(a.body.toString()).toBe(b.body.toString());
+  });
+
+  it('previews for the anonymous when previewAnonymous is on', async () => {
+    const open = await startTestServer({ dev: true, previewAnonymous: true });
+    try {
+      const owner = await open.token('alice');
+      const response = await fetch(`${open.url}/v1/images?visibility=preview`, {
+        method: 'POST',
+        headers: auth(owner, { 'content-type': 'image/jpeg' }),
+        body: photo,
+      });
+      const { id } = (await response.json()) as { id: string };
+      const preview = await fetch(`${open.url}/v1/images/${id}?w=800`);
+      expect(preview.status).toBe(200);
+      expect(preview.headers.get('pixgate-clamped')).toBe('1');
+      expect((await sharp(Buffer.from(await preview.arrayBuffer())).metadata()).width).toBe(360);
+    } finally {
+      await open.destroy();
+    }
+  });
+});
+
+describe('listing, changing and deleting', () => {
+  let carol: string;
+  const mine: string[] = [];
+  beforeAll(async () => {
+    carol = await server.token('carol');
+    const small = (await synth('png', 40, 30)).body;
+    for (let i = 0; i < 5; i++) mine.push((await upload(carol, small, 'private', 'image/png')).id);
+  });
+
+  it('lists newest first across pages', async () => {
+    const seen: string[] = [];
+    let cursor = '';
+    for (let page = 0; page < 5; page++) {
+      const { response, body } = await get(`/v1/images?owner=me&limit=2&cursor=${cursor}`, auth(carol));
+      expect(response.status).toBe(200);
+      const json = JSON.parse(body.toString()) as {
+        items: Array<{ id: string; owner: string }>;
+        nextCursor: string | null;
+      };
+      seen.push(...json.items.map((item) => item.id));
+      expect(json.items.every((item) => item.owner === 'carol')).toBe(true);
+      if (json.nextCursor === null) break;
+      cursor = encodeURIComponent(json.nextCursor);
+    }
+    expect(seen).toEqual([...mine].reverse());
+  });
+
+  it.each([
+    ['limit=0', 'Expected integer 1..100 for limit but received "0"'],
+    ['limit=101', 'Expected integer 1..100 for limit but received "101"'],
+    ['cursor=garbage', 'Invalid cursor'],
+    ['sort=name', 'Unknown parameter "sort"'],
+  ])('refuses ?%s with 400 invalid_request', async (query, message) => {
+    const { response, body } = await get(`/v1/images?${query}`, auth(carol));
+    expect(response.status).toBe(400);
+    expect(JSON.parse(body.toString())).toEqual({ error: { code: 'invalid_request', message } });
+  });
+
+  it("refuses another owner's list to a non-admin, and lets an admin see it", async () => {
+    expect((await get('/v1/images?owner=carol', auth(bob))).response.status).toBe(403);
+    const admin = await server.token('root', 'images:admin');
+    const { body } = await get('/v1/images?owner=carol&limit=100', auth(admin));
+    expect((JSON.parse(body.toString()) as { items: unknown[] }).items).toHaveLength(5);
+  });
+
+  it('changes visibility: the owner may, others get 404, and the change takes effect', async () => {
+    const id = mine[0] as string;
+    const patch = (token: string, body: unknown) =>
+      fetch(`${server.url}/v1/images/${id}`, {
+        method: 'PATCH',
+        headers: auth(token, { 'content-type': 'application/json' }),
+        body: JSON.stringify(body),
+      });
+    expect((await get(`/v1/images/${id}?w=20`, auth(bob))).response.status).toBe(404);
+    expect((await patch(bob, { visibility: 'public' })).status).toBe(404);
+    const bad = await patch(carol, { visibility: 'everyone' });
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as { error: { code: string } }).error.code).toBe('invalid_request');
+    expect((await patch(carol, { visibility: 'public', extra: 1 })).status).toBe(400);
+    const ok = await patch(carol, { visibility: 'public' });
+    expect(ok.status).toBe(200);
+    expect(await ok.json()).toMatchObject({ id, visibility: 'public', owner: 'carol' });
+    expect((await get(`/v1/images/${id}?w=20`, auth(bob))).response.status).toBe(200);
+  });
+
+  it('deletes the image, its variants and its original', async () => {
+    const id = mine[1] as string;
+    await get(`/v1/images/${id}?w=20`, auth(carol));
+    const originalPath = join(server.dataDir, 'originals', id.slice(0, 2), id);
+    expect((await stat(originalPath)).isFile()).toBe(true);
+    expect(await readdir(join(server.dataDir, 'cache'))).toContain(id);
+
+    const del = (token: string) =>
+      fetch(`${server.url}/v1/images/${id}`, { method: 'DELETE', headers: auth(token) });
+    expect((await del(bob)).status).toBe(404);
+    expect((await del(carol)).status).toBe(204);
+    expect((await get(`/v1/images/${id}?w=20`, auth(carol))).response.status).toBe(404);
+    await expect(stat(originalPath)).rejects.toMatchObject({ code: 'ENOENT' });
+    expect(await readdir(join(server.dataDir, 'cache'))).not.toContain(id);
+    expect((await del(carol)).status).toBe(404);
+  });
+});
+
+describe('restart', () => {
+  it('keeps images, metadata and variants on the same data dir', async () => {
+    const first = await startTestServer({ dev: true });
+    let second: TestServer | undefined;
+    try {
+      const token = await first.token('dora');
+      const response = await fetch(`${first.url}/v1/images?visibility=preview`, {
+        method: 'POST',
+        headers: auth(token, { 'content-type': 'image/jpeg' }),
+        body: photo,
+      });
+      const { id } = (await response.json()) as { id: string };
+      const before = Buffer.from(
+        await (await fetch(`${first.url}/v1/images/${id}?w=64`, { headers: auth(token) })).arrayBuffer(),
+      );
+
+      second = await first.restart();
+      const again = await fetch(`${second.url}/v1/images/${id}?w=64`, { headers: auth(token) });
+      expect(again.status).toBe(200);
+      expect(Buffer.from(await again.arrayBuffer()).equals(before)).toBe(true);
+      const original = await fetch(`${second.url}/v1/images/${id}`, { headers: auth(token) });
+      expect(Buffer.from(await original.arrayBuffer()).equals(photo)).toBe(true);
+      const meta = await (await fetch(`${second.url}/v1/images/${id}/meta`, { headers: auth(token) })).json();
+      expect(meta).toMatchObject({ id, owner: 'dora', visibility: 'preview' });
+    } finally {
+      await first.close();
+      await (second ?? first).destroy();
+    }
+  });
+});

@@ -1,0 +1,66 @@
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { photoWithGps } from '../helpers/images.js';
+import { startTestServer, type TestServer } from '../helpers/pixgate.js';
+
+/** The processing queue, the variant cache and the origin, seen from outside (SPEC §4, §6). */
+
+let server: TestServer;
+let token: string;
+let id: string;
+
+beforeAll(async () => {
+  server = await startTestServer({ dev: true, concurrency: 1, queueSize: 1 });
+  token = await server.token('erin');
+  const response = await fetch(`${server.url}/v1/images`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'image/jpeg' },
+    body: await photoWithGps(2400, 2400),
+  });
+  ({ id } = (await response.json()) as { id: string });
+});
+afterAll(() => server.destroy());
+
+const get = (query: string) =>
+  fetch(`${server.url}/v1/images/${id}?${query}`, { headers: { authorization: `Bearer ${token}` } });
+
+describe('processing queue', () => {
+  it('refuses beyond concurrency + queue at once with 503 and Retry-After, and serves the rest', async () => {
+    // Six different slow variants at once: one runs, one waits, the others are refused.
+    const responses = await Promise.all([1, 2, 3, 4, 5, 6].map((n) => get(`w=${2000 + n}&format=png`)));
+    const statuses = responses.map((response) => response.status).sort();
+    expect(statuses.filter((status) => status === 200)).toHaveLength(2);
+    expect(statuses.filter((status) => status === 503)).toHaveLength(4);
+    for (const response of responses.filter((r) => r.status === 503)) {
+      expect(Number(response.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+      expect(response.headers.get('cache-control')).toBe('no-store');
+      expect(((await response.json()) as { error: { code: string } }).error.code).toBe('overloaded');
+    }
+  });
+});
+
+describe('variant cache and origin', () => {
+  it('serves a cached variant without the origin, and a new variant needs the origin', async () => {
+    const first = await get('w=250');
+    expect(first.status).toBe(200);
+    const bytes = Buffer.from(await first.arrayBuffer());
+
+    // The original disappears from the origin (someone cleaned the bucket).
+    await rm(join(server.dataDir, 'originals', id.slice(0, 2), id));
+    const cached = await get('w=250');
+    expect(cached.status).toBe(200);
+    expect(Buffer.from(await cached.arrayBuffer()).equals(bytes)).toBe(true);
+
+    const fresh = await get('w=251');
+    expect(fresh.status).toBe(404);
+    expect(((await fresh.json()) as { error: { code: string } }).error.code).toBe('not_found');
+  });
+
+  it('keeps cached variants on disk across a restart', async () => {
+    const restarted = await server.restart();
+    server = restarted;
+    const cached = await get('w=250');
+    expect(cached.status).toBe(200);
+  });
+});

@@ -1,0 +1,213 @@
+import { readdir } from 'node:fs/promises';
+import { request } from 'node:http';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { eventually } from '../helpers/eventually.js';
+import { photoWithGps, pngBomb, synth } from '../helpers/images.js';
+import { startTestServer, type TestServer } from '../helpers/pixgate.js';
+import { mountTinyDisk } from '../helpers/tiny-disk.js';
+
+/**
+ * Every refused upload (SPEC §6): a precise status and JSON error, and nothing kept: no original,
+ * no temp file, no row.
+ */
+
+let server: TestServer;
+let token: string;
+
+const MAX_UPLOAD = 200 * 1024;
+
+beforeAll(async () => {
+  server = await startTestServer({ dev: true, maxUploadBytes: MAX_UPLOAD, maxInputPixels: 4_000_000 });
+  token = await server.token('uploader');
+});
+afterAll(() => server.destroy());
+
+async function post(body: RequestInit['body'], type?: string) {
+  const headers: Record<string, string> = { authorization: `Bearer ${token}` };
+  if (type) headers['content-type'] = type;
+  const response = await fetch(`${server.url}/v1/images`, { method: 'POST', headers, body });
+  return {
+    status: response.status,
+    headers: response.headers,
+    json: (await response.json()) as { error?: { code: string; message: string } },
+  };
+}
+
+/** Nothing kept: no original file, no temp file, no row. */
+async function expectNothingKept(): Promise<void> {
+  const originals = await readdir(join(server.dataDir, 'originals'), { recursive: true }).catch(() => []);
+  expect(originals.filter((name) => !name.includes('/') && name.length > 2)).toEqual([]);
+  expect(await readdir(join(server.dataDir, 'tmp')).catch(() => [])).toEqual([]);
+  const list = await fetch(`${server.url}/v1/images?limit=100`, {
+    headers: { authorization: `Bearer ${token}` },
+  });
+  expect(((await list.json()) as { items: unknown[] }).items).toEqual([]);
+}
+
+describe('refused uploads keep nothing', () => {
+  it('413 when Content-Length announces too much, before reading the body', async () => {
+    const big = Buffer.alloc(MAX_UPLOAD + 1, 7);
+    const result = await post(big, 'image/jpeg');
+    expect(result.status).toBe(413);
+    expect(result.json.error?.code).toBe('payload_too_large');
+    expect(result.headers.get('cache-control')).toBe('no-store');
+    await expectNothingKept();
+  });
+
+  // Also a regression test: it runs on the keep-alive connection of the refusal above, which
+  // must have been closed, or this request would be parsed out of that body's leftovers.
+  it('413 for a chunked body (no Content-Length) that grows past the cap', async () => {
+    const photo = await photoWithGps(1500, 1500);
+    expect(photo.length).toBeGreaterThan(MAX_UPLOAD);
+    const stream = new ReadableStream<Uint8Array>({
+      start(controller) {
+        for (let at = 0; at < photo.length; at += 16 * 1024)
+          controller.enqueue(photo.subarray(at, at + 16 * 1024));
+        controller.close();
+      },
+    });
+    const response = await fetch(`${server.url}/v1/images`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'image/jpeg' },
+      body: stream,
+      duplex: 'half',
+    } as RequestInit);
+    expect(response.status).toBe(413);
+    await expectNothingKept();
+  });
+
+  it('413 for a multipart file over the cap', async () => {
+    const form = new FormData();
+    form.append('file', new Blob([Buffer.alloc(MAX_UPLOAD + 10, 1)]), 'big.jpg');
+    const result = await post(form);
+    expect(result.status).toBe(413);
+    await expectNothingKept();
+  });
+
+  it('415 for bytes that are not an image, whatever the Content-Type says', async () => {
+    const result = await post(Buffer.from('this is plain text, not a PNG at all'), 'image/png');
+    expect(result.status).toBe(415);
+    expect(result.json.error?.code).toBe('unsupported_media_type');
+    await expectNothingKept();
+  });
+
+  it('415 for an empty body and for a body of another type', async () => {
+    expect((await post(Buffer.alloc(0), 'image/jpeg')).status).toBe(415);
+    expect((await post('hello', 'text/plain')).status).toBe(415);
+    expect((await post(JSON.stringify({ a: 1 }), 'application/json')).status).toBe(415);
+    await expectNothingKept();
+  });
+
+  it('422 for a truncated JPEG', async () => {
+    const photo = await photoWithGps(400, 300);
+    const result = await post(photo.subarray(0, Math.floor(photo.length / 2)), 'image/jpeg');
+    expect(result.status).toBe(422);
+    expect(result.json.error?.code).toBe('unprocessable_image');
+    await expectNothingKept();
+  });
+
+  it('422 for a pixel bomb: a small PNG that decodes to 400 megapixels', async () => {
+    const bomb = pngBomb(20_000, 20_000);
+    expect(bomb.length).toBeLessThan(MAX_UPLOAD);
+    const result = await post(bomb, 'image/png');
+    expect(result.status).toBe(422);
+    expect(result.json.error?.message).toBe(
+      'The image has 20000 × 20000 = 400000000 pixels, more than the 4000000 allowed',
+    );
+    await expectNothingKept();
+  });
+
+  it('422 for an SVG declaring a huge canvas', async () => {
+    const svg =
+      '<svg xmlns="http://www.w3.org/2000/svg" width="100000" height="100000"><rect width="10" height="10"/></svg>';
+    const result = await post(svg, 'image/svg+xml');
+    expect(result.status).toBe(422);
+    await expectNothingKept();
+  });
+
+  it('judges by the bytes: PNG bytes sent as image/jpeg are stored as PNG', async () => {
+    const png = await synth('png', 30, 20);
+    const result = await post(png.body, 'image/jpeg');
+    expect(result.status).toBe(201);
+    expect(result.json).toMatchObject({ format: 'png', width: 30, height: 20 });
+    const id = (result.json as { id: string }).id;
+    const original = await fetch(`${server.url}/v1/images/${id}`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expect(original.headers.get('content-type')).toBe('image/png');
+    await fetch(`${server.url}/v1/images/${id}`, {
+      method: 'DELETE',
+      headers: { authorization: `Bearer ${token}` },
+    });
+  });
+
+  it('an upload cut off by the client keeps nothing', async () => {
+    const photo = await photoWithGps(300, 300);
+    await new Promise<void>((resolve) => {
+      const url = new URL(`${server.url}/v1/images`);
+      const req = request({
+        host: url.hostname,
+        port: url.port,
+        path: url.pathname,
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${token}`,
+          'content-type': 'image/jpeg',
+          'content-length': photo.length,
+        },
+      });
+      req.on('error', () => resolve());
+      req.write(photo.subarray(0, 1000));
+      // Destroyed once the server has started reading, so the abort hits a body in progress.
+      setTimeout(() => {
+        req.destroy();
+        resolve();
+      }, 50);
+    });
+    // The server notices the aborted body and removes the temp file.
+    await eventually(expectNothingKept);
+  });
+});
+
+describe('disk full', () => {
+  it('507 for an upload, keeps nothing, and still serves fresh variants without caching them', async () => {
+    const disk = await mountTinyDisk(4 * 1024 * 1024);
+    let full: TestServer | undefined;
+    try {
+      full = await startTestServer({ dev: true }, { dataDir: disk.dir });
+      const owner = await full.token('dana');
+      const headers = { authorization: `Bearer ${owner}` };
+      const photo = await photoWithGps(600, 400);
+      const stored = await fetch(`${full.url}/v1/images`, {
+        method: 'POST',
+        headers: { ...headers, 'content-type': 'image/jpeg' },
+        body: photo,
+      });
+      expect(stored.status).toBe(201);
+      const { id } = (await stored.json()) as { id: string };
+
+      await disk.fill();
+      const refused = await fetch(`${full.url}/v1/images`, {
+        method: 'POST',
+        headers: { ...headers, 'content-type': 'image/jpeg' },
+        body: photo,
+      });
+      expect(refused.status).toBe(507);
+      expect(await refused.json()).toEqual({
+        error: { code: 'insufficient_storage', message: 'No space left to store the image' },
+      });
+      expect(await readdir(join(disk.dir, 'tmp'))).toEqual([]);
+
+      const variant = await fetch(`${full.url}/v1/images/${id}?w=100`, { headers });
+      expect(variant.status).toBe(200);
+      expect((await sharp(Buffer.from(await variant.arrayBuffer())).metadata()).width).toBe(100);
+      const list = await fetch(`${full.url}/v1/images`, { headers });
+      expect(((await list.json()) as { items: unknown[] }).items).toHaveLength(1);
+    } finally {
+      await full?.close();
+      await disk.unmount();
+    }
+  });
+});
