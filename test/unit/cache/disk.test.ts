@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
@@ -9,6 +9,7 @@ import { encodeEntry } from '../../../src/cache/disk-entry.js';
 import type { CacheLayer } from '../../../src/cache/memory.js';
 import type { CacheLogger } from '../../../src/cache/throttled-log.js';
 import type { VariantKey } from '../../../src/cache/variant-cache.js';
+import { mountTinyDisk } from '../../helpers/tiny-disk.js';
 import {
   describeVariantCacheConformance,
   keyFor,
@@ -365,18 +366,26 @@ describe('createDiskCache', () => {
       await expect(cache.deleteImage(cached.imageId)).resolves.toBeUndefined();
     });
 
-    it.skipIf(process.getuid?.() === 0)('set never throws on a read-only directory (EACCES)', async () => {
-      const dir = freshDir();
-      const { cache, logger } = await open(dir);
-      await chmod(dir, 0o500);
+    it('set never throws on a full disk (ENOSPC on a real tmpfs), and keeps no partial entry', async () => {
+      const disk = await mountTinyDisk(256 * 1024);
       try {
-        await expect(cache.set(keyFor(newImage()), makeVariant())).resolves.toBeUndefined();
+        const dir = join(disk.dir, 'cache');
+        const { cache, logger } = await open(dir);
+        const kept = keyFor(newImage());
+        await cache.set(kept, makeVariant());
+        await disk.fill();
+        const refused = keyFor(newImage());
+        await expect(cache.set(refused, makeVariant())).resolves.toBeUndefined();
         expect(logger.lines).toEqual([
-          expect.objectContaining({ obj: expect.objectContaining({ kind: 'write:EACCES' }) }),
+          expect.objectContaining({ obj: expect.objectContaining({ kind: 'write:ENOSPC' }) }),
         ]);
-        await expect(cache.check()).rejects.toThrow(/is not writable: EACCES$/);
+        expect(await cache.get(refused)).toBeUndefined();
+        expect(await cache.get(kept)).toBeDefined();
+        // No temp file or partial entry left behind by the failed write.
+        expect(await listFiles(dir)).toEqual([`${kept.imageId}/${kept.hash}`]);
+        await cache.close();
       } finally {
-        await chmod(dir, 0o700);
+        await disk.unmount();
       }
     });
   });
