@@ -35,7 +35,7 @@ export interface ServerParts {
   readonly authenticate: Authenticator;
 }
 
-const LOOPBACK_NAMES = /^(localhost|127\.0\.0\.1|\[::1\]|::1|[a-z0-9-]+\.localhost)$/i;
+const LOOPBACK_NAMES = /^(localhost|127\.0\.0\.1|\[::1\]|[a-z0-9-]+\.localhost)$/i;
 
 /**
  * The name in the Host header itself, without the port. Not `request.hostname`: with
