@@ -15,7 +15,10 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
         censor: '[redacted]',
       },
     },
-    destination,
+    // Asynchronous writes to stdout: under load, lines written while one write is in flight go
+    // out together (one syscall, not one per request); when idle, a line goes out at once.
+    // pino flushes what is pending when the process exits.
+    destination ?? pino.destination({ dest: 1, sync: false }),
   );
 }
 
@@ -23,6 +26,7 @@ const SECRET_PARAMS = new Set(['access_token', 'sig']);
 
 /** A parameter name as URLSearchParams reads it, which is how the server finds credentials. */
 function decodedName(rawName: string): string {
+  if (!rawName.includes('%') && !rawName.includes('+')) return rawName;
   return new URLSearchParams(`${rawName}=`).keys().next().value ?? '';
 }
 

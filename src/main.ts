@@ -20,8 +20,10 @@ import { createVariantService } from './images/variants.js';
 import { createWorkQueue } from './images/work-queue.js';
 import { createLogger, type Logger } from './logger.js';
 import { createMetrics } from './metrics.js';
+import { createBufferPool } from './origins/buffer-pool.js';
 import { createFileOrigin } from './origins/file.js';
 import type { Origin } from './origins/origin.js';
+import { withImageCache } from './store/cached-store.js';
 import { openSqliteStore } from './store/sqlite.js';
 import type { Store } from './store/store.js';
 
@@ -51,8 +53,13 @@ export interface Storage {
 
 export async function openStorage(config: Config, clock: Clock = systemClock): Promise<Storage> {
   await mkdir(config.dataDir, { recursive: true });
-  const store = await openSqliteStore(join(config.dataDir, 'pixgate.db'));
-  const origin = createFileOrigin(config.storage.slice('file:'.length));
+  const store = withImageCache(await openSqliteStore(join(config.dataDir, 'pixgate.db')), {
+    maxEntries: config.imageCacheSize,
+    ttlMs: config.imageCacheTtlSeconds * 1000,
+  });
+  // Idle read buffers kept for reuse: about one original per processing slot.
+  const pool = createBufferPool(Math.max(64 * 1024 * 1024, 2 * config.concurrency * 8 * 1024 * 1024));
+  const origin = createFileOrigin(config.storage.slice('file:'.length), pool);
   const ingest = createIngest({
     store,
     origin,
@@ -148,6 +155,7 @@ export async function startPixgate(config: Config, options: StartOptions = {}): 
     await variants.drain();
     await cache.close();
     await storage.close();
+    logger.flush();
   };
 
   try {

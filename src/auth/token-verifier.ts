@@ -3,7 +3,7 @@
  * mapping, and the cache of verified tokens. JWT verification (jwt.ts) is the first verifier;
  * RFC 7662 introspection of opaque tokens is meant to be the second, behind the same interface.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import type { Clock } from '../clock.js';
 import { AppError, messages } from '../errors.js';
@@ -89,7 +89,7 @@ export function principalFromClaims(claims: Readonly<Record<string, unknown>>): 
 }
 
 /** Cache keys are digests: a heap dump or a debugger must not turn up live tokens. */
-const tokenDigest = (token: string) => createHash('sha256').update(token).digest('base64url');
+const tokenDigest = (token: string) => hash('sha256', token, 'base64url');
 
 export interface TokenCacheOptions {
   /** Most remembered tokens; 0 disables the cache. */

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { VariantKey } from './variant-cache.js';
 
 /** Image ids are server-made base64url (SPEC §1); cache layers build paths and keys from them. */
@@ -24,14 +24,12 @@ export function variantKey(
   if (!Number.isSafeInteger(image.version) || image.version < 1) {
     throw new TypeError(`Expected a positive integer version but received ${image.version}`);
   }
-  const hash = createHash('sha256').update('pixgate-variant-v1\n');
+  let encoding = 'pixgate-variant-v1\n';
   for (const field of [image.id, String(image.version), canonicalTransform, format]) {
-    hash
-      .update(`${Buffer.byteLength(field, 'utf8')}:`)
-      .update(field, 'utf8')
-      .update('\n');
+    encoding += `${Buffer.byteLength(field, 'utf8')}:${field}\n`;
   }
-  return { imageId: image.id, hash: hash.digest('base64url') };
+  // One-shot hash of the whole encoding: computed on every image request.
+  return { imageId: image.id, hash: hash('sha256', encoding, 'base64url') };
 }
 
 /** The strong ETag of a variant (SPEC §4): its hash, which already names id, version and format. */

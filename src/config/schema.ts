@@ -171,6 +171,11 @@ export const ConfigSchema = z
     /** max-age of image responses (never longer than a signed URL's expiry). */
     cacheMaxAgeSeconds: integer(0, 31_536_000).default(3600),
 
+    /** Image rows remembered in memory, so the cached path needs no database round trip. */
+    imageCacheSize: integer(0, 10_000_000).default(10_000),
+    /** How long a remembered row is trusted: how late a change made by another instance is seen. */
+    imageCacheTtlSeconds: integer(0, 3600).default(5),
+
     metricsToken: text.optional(),
     trustProxy: boolean.default(false),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

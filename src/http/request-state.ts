@@ -8,13 +8,14 @@ export interface RequestState {
   error?: AppError;
 }
 
-const states = new WeakMap<FastifyRequest, RequestState>();
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Declared on every request by server.ts (decorateRequest), so its shape never changes. */
+    pixgateState: RequestState | null;
+  }
+}
 
 export function requestState(request: FastifyRequest): RequestState {
-  let state = states.get(request);
-  if (!state) {
-    state = {};
-    states.set(request, state);
-  }
-  return state;
+  request.pixgateState ??= {};
+  return request.pixgateState;
 }

@@ -83,15 +83,23 @@ export async function buildServer(parts: ServerParts): Promise<FastifyInstance> 
     done(null, payload);
   });
 
-  app.addHook('onRequest', async (request, reply) => {
+  app.decorateRequest('pixgateState', null);
+
+  // Callback-style hooks: on the cached path an async hook's promise is a measurable share.
+  app.addHook('onRequest', (request, reply, done) => {
     reply.headers(securityHeaders);
     // DNS rebinding: a page on evil.example resolving to 127.0.0.1 would reach the dev issuer.
     if (config.dev && !LOOPBACK_NAMES.test(hostHeaderName(request.headers.host))) {
-      throw new AppError('host_not_allowed', 'Dev mode answers loopback host names only');
+      done(new AppError('host_not_allowed', 'Dev mode answers loopback host names only'));
+      return;
     }
+    done();
   });
 
-  app.addHook('onResponse', async (request, reply) => recordRequest(request, reply));
+  app.addHook('onResponse', (request, reply, done) => {
+    recordRequest(request, reply);
+    done();
+  });
 
   function recordRequest(request: FastifyRequest, reply: FastifyReply): void {
     const route = request.routeOptions.url ?? 'unmatched';
@@ -109,9 +117,11 @@ export async function buildServer(parts: ServerParts): Promise<FastifyInstance> 
       ms: Math.round(reply.elapsedTime * 10) / 10,
       ...(state.principal ? { sub: state.principal.subject } : {}),
       ...(error ? { code: error.code, detail: error.message } : {}),
-      ...(error && error.status >= 500 ? { err: error.cause ?? error } : {}),
+      // A stack only for bugs; a refusal under load or an origin failure is not one.
+      ...(error?.status === 500 ? { err: error.cause ?? error } : {}),
     };
-    if (error && error.status >= 500) request.log.error(line, 'request failed');
+    if (error?.status === 500) request.log.error(line, 'request failed');
+    else if (error && error.status > 500) request.log.warn(line, 'request refused');
     else request.log.info(line, 'request');
   }
 

@@ -201,7 +201,17 @@ export function transformToQuery(t: Transform): URLSearchParams {
   return new URLSearchParams(entries.filter((entry): entry is [string, string] => entry[1] !== undefined));
 }
 
-/** Canonical, stable text of a transform: used in variant keys, ETags and URL signatures. */
+/**
+ * Canonical, stable text of a transform: used in variant keys, ETags and URL signatures. The
+ * same text as `transformToQuery(t).toString()` (a test holds them equal), built directly: it is
+ * computed on every image request, and no value here needs percent-encoding.
+ */
 export function canonicalTransform(t: Transform): string {
-  return transformToQuery(t).toString();
+  let text = t.blur === undefined ? '' : `blur=${t.blur}&`;
+  if (t.w !== undefined && t.h !== undefined) text += `fit=${t.fit}&`;
+  text += `format=${t.format}`;
+  if (t.h !== undefined) text += `&h=${t.h}`;
+  if (t.q !== undefined) text += `&q=${t.q}`;
+  if (t.w !== undefined) text += `&w=${t.w}`;
+  return text;
 }

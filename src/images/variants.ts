@@ -17,9 +17,9 @@ export interface VariantServiceOptions {
 }
 
 /**
- * cache → single-flight → queue → origin → pipeline → cache. The original is read inside the
- * processing slot, so requests waiting in the queue hold no image bytes (memory stays bounded
- * under load), and identical concurrent requests share one read and one transform.
+ * cache → single-flight → queue (origin read, then pipeline) → cache. The queue bounds how many
+ * originals are in memory (reads run at most `concurrency` jobs ahead of the transforms), and
+ * identical concurrent requests share one read and one transform.
  */
 export function createVariantService(options: VariantServiceOptions) {
   const { cache, origin, pipeline, queue } = options;
@@ -37,14 +37,18 @@ export function createVariantService(options: VariantServiceOptions) {
       const cached = await cache.get(key);
       if (cached) return cached;
       return flights.run(key.hash, () =>
-        queue.run(async () => {
-          const original = await origin.read(image.originKey, { maxBytes: options.maxOriginBytes });
-          const started = performance.now();
-          const variant = await pipeline.render(original.body, plan, image);
-          options.onRendered?.(plan.format, (performance.now() - started) / 1000);
-          remember(key, variant);
-          return variant;
-        }),
+        queue.run(
+          () => origin.read(image.originKey, { maxBytes: options.maxOriginBytes }),
+          async (original) => {
+            const started = performance.now();
+            const variant = await pipeline.render(original.body, plan, image);
+            options.onRendered?.(plan.format, (performance.now() - started) / 1000);
+            remember(key, variant);
+            return variant;
+          },
+          // sharp is done with the input once the render settled: pooled bytes can go back.
+          (original) => original.release?.(),
+        ),
       );
     },
 

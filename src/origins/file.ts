@@ -1,13 +1,14 @@
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { access, copyFile, mkdir, open, rename, rm } from 'node:fs/promises';
+import { access, copyFile, type FileHandle, mkdir, open, rename, rm } from 'node:fs/promises';
 import { dirname, resolve, sep } from 'node:path';
 import { AppError, notFound } from '../errors.js';
+import type { BufferPool } from './buffer-pool.js';
 import { checkOriginKey } from './key.js';
 import type { Origin, OriginObject, ReadOptions } from './origin.js';
 
 /** Originals on local disk under one root directory; the embedded default. */
-export function createFileOrigin(root: string): Origin {
+export function createFileOrigin(root: string, pool?: BufferPool): Origin {
   const rootDir = resolve(root);
 
   // Keys are checked again here although callers made or checked them: the path is built from
@@ -24,7 +25,7 @@ export function createFileOrigin(root: string): Origin {
 
     async read(key: string, options: ReadOptions): Promise<OriginObject> {
       const path = pathOf(key);
-      let handle: Awaited<ReturnType<typeof open>>;
+      let handle: FileHandle;
       try {
         handle = await open(path, 'r');
       } catch (error) {
@@ -37,8 +38,16 @@ export function createFileOrigin(root: string): Origin {
             detail: `file origin: ${size} bytes is over the ${options.maxBytes} byte limit`,
           });
         }
-        const body = await handle.readFile({ signal: options.signal });
-        return { body, lastModified: mtime };
+        if (!pool) return { body: await handle.readFile({ signal: options.signal }), lastModified: mtime };
+        const pooled = pool.take(size);
+        try {
+          const read = await readFully(handle, pooled.buffer);
+          // A file that shrank since the stat: only the bytes read, never stale pool memory.
+          return { body: pooled.buffer.subarray(0, read), lastModified: mtime, release: pooled.release };
+        } catch (error) {
+          pooled.release();
+          throw error;
+        }
       } catch (error) {
         throw error instanceof AppError ? error : readError(error, key);
       } finally {
@@ -79,6 +88,16 @@ export function createFileOrigin(root: string): Origin {
       await access(rootDir, constants.R_OK | constants.W_OK);
     },
   };
+}
+
+async function readFully(handle: FileHandle, target: Buffer): Promise<number> {
+  let offset = 0;
+  while (offset < target.length) {
+    const { bytesRead } = await handle.read(target, offset, target.length - offset, offset);
+    if (bytesRead === 0) break;
+    offset += bytesRead;
+  }
+  return offset;
 }
 
 function readError(error: unknown, key: string): AppError {

@@ -12,6 +12,11 @@ export interface OriginObject {
   /** The origin's identity for these bytes, when it has one (S3 ETag, HTTP ETag). */
   readonly etag?: string | undefined;
   readonly lastModified?: Date | undefined;
+  /**
+   * When present, `body` is pooled memory: call it once done with the bytes (after the render),
+   * and never touch `body` afterwards. Not calling it is safe (the memory is just not reused).
+   */
+  readonly release?: (() => void) | undefined;
 }
 
 export interface ReadOptions {

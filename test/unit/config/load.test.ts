@@ -95,6 +95,8 @@ describe('defaults', () => {
       memoryCacheBytes: 64 * MiB,
       diskCacheBytes: GiB,
       cacheMaxAgeSeconds: 3600,
+      imageCacheSize: 10_000,
+      imageCacheTtlSeconds: 5,
       trustProxy: false,
       logLevel: 'info',
     });

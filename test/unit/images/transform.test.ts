@@ -334,3 +334,28 @@ describe('canonicalTransform and transformToQuery', () => {
     }
   });
 });
+
+describe('canonicalTransform', () => {
+  it('is exactly transformToQuery(t).toString() for every combination of fields', () => {
+    const options = {
+      w: [undefined, 1, 360],
+      h: [undefined, 200],
+      fit: ['cover', 'inside', 'outside'] as const,
+      format: ['auto', 'jpeg', 'avif'] as const,
+      q: [undefined, 80],
+      blur: [undefined, 0.3, 12.5],
+    };
+    let checked = 0;
+    for (const w of options.w)
+      for (const h of options.h)
+        for (const fit of options.fit)
+          for (const format of options.format)
+            for (const q of options.q)
+              for (const blur of options.blur) {
+                const t: Transform = { w, h, fit, format, q, blur };
+                expect(canonicalTransform(t)).toBe(transformToQuery(t).toString());
+                checked++;
+              }
+    expect(checked).toBe(3 * 2 * 3 * 3 * 2 * 3);
+  });
+});
