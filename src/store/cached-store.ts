@@ -10,6 +10,8 @@ export interface ImageCacheOptions {
    * database goes unseen here.
    */
   readonly ttlMs: number;
+  /** Milliseconds, for the TTL; tests inject it. */
+  readonly now?: () => number;
 }
 
 /**
@@ -19,7 +21,11 @@ export interface ImageCacheOptions {
  */
 export function withImageCache(store: Store, options: ImageCacheOptions): Store {
   if (options.maxEntries === 0) return store;
-  const rows = new LRUCache<string, ImageRecord>({ max: options.maxEntries, ttl: options.ttlMs });
+  const rows = new LRUCache<string, ImageRecord>({
+    max: options.maxEntries,
+    ttl: options.ttlMs,
+    ...(options.now ? { perf: { now: options.now }, ttlResolution: 0 } : {}),
+  });
   // Bumped by every change: a read that started before a change must not store what it read.
   let changes = 0;
   const changed = (id: string) => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { AppError } from '../../../src/errors.js';
+import type { AppError } from '../../../src/errors.js';
 import { createWorkQueue } from '../../../src/images/work-queue.js';
 
 /** A promise the test resolves by hand, so no test waits on time. */
@@ -36,7 +36,9 @@ describe('work queue', () => {
       async () => 0,
     );
     await expect(refused).rejects.toMatchObject({ code: 'overloaded', status: 503 });
-    await refused.catch((error: AppError) => expect(Number(error.headers['Retry-After'])).toBeGreaterThanOrEqual(1));
+    await refused.catch((error: AppError) =>
+      expect(Number(error.headers['Retry-After'])).toBeGreaterThanOrEqual(1),
+    );
     await tick();
     expect(queue.running).toBe(2);
     expect(queue.waiting).toBe(3);
@@ -92,7 +94,12 @@ describe('work queue', () => {
         },
       ),
     ).rejects.toThrow('corrupt');
-    expect(await queue.run(async () => 2, async (input) => input)).toBe(2);
+    expect(
+      await queue.run(
+        async () => 2,
+        async (input) => input,
+      ),
+    ).toBe(2);
     expect(queue.running + queue.waiting).toBe(0);
   });
 });
