@@ -21,7 +21,7 @@ import { createWorkQueue } from './images/work-queue.js';
 import { createLogger, type Logger } from './logger.js';
 import { createMetrics } from './metrics.js';
 import { createBufferPool } from './origins/buffer-pool.js';
-import { createFileOrigin } from './origins/file.js';
+import { openOrigin } from './origins/open.js';
 import type { Origin } from './origins/origin.js';
 import { withImageCache } from './store/cached-store.js';
 import { openSqliteStore } from './store/sqlite.js';
@@ -59,7 +59,7 @@ export async function openStorage(config: Config, clock: Clock = systemClock): P
   });
   // Idle read buffers kept for reuse: about one original per processing slot.
   const pool = createBufferPool(Math.max(64 * 1024 * 1024, 2 * config.concurrency * 8 * 1024 * 1024));
-  const origin = createFileOrigin(config.storage.slice('file:'.length), pool);
+  const origin = openOrigin(config, pool);
   const ingest = createIngest({
     store,
     origin,

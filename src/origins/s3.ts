@@ -12,31 +12,9 @@ import {
 import { AppError, notFound } from '../errors.js';
 import type { BufferPool } from './buffer-pool.js';
 import { checkOriginKey } from './key.js';
+import type { S3Location } from './location.js';
 import type { Origin, OriginObject, ReadOptions } from './origin.js';
 import { originTimeout, readBody, startDeadline } from './read-body.js';
-
-/** `s3://bucket/prefix`: the bucket, and a prefix that is empty or ends with `/`. */
-export interface S3Location {
-  readonly bucket: string;
-  readonly prefix: string;
-}
-
-// Bucket names as S3 allows them (3..63 of a-z 0-9 . -); the prefix is checked like a key.
-const S3_URL = /^s3:\/\/([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:\/(.*))?$/;
-
-export function parseS3Url(url: string): S3Location | undefined {
-  const match = S3_URL.exec(url);
-  if (!match) return undefined;
-  const prefix = (match[2] ?? '').replace(/\/+$/, '');
-  if (prefix !== '') {
-    try {
-      checkOriginKey(prefix);
-    } catch {
-      return undefined;
-    }
-  }
-  return { bucket: match[1] as string, prefix: prefix === '' ? '' : `${prefix}/` };
-}
 
 export interface S3ClientSettings {
   readonly endpoint?: string | undefined;

@@ -3,7 +3,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { Authenticator } from '../../auth/authenticate.js';
 import { CREDENTIAL_QUERY_PARAMS } from '../../auth/credentials.js';
-import type { Principal } from '../../auth/principal.js';
+import { isAdmin, type Principal } from '../../auth/principal.js';
 import type { VariantCache } from '../../cache/variant-cache.js';
 import { etagOf, variantKey } from '../../cache/variant-key.js';
 import type { Config } from '../../config/schema.js';
@@ -30,6 +30,7 @@ import { isImageId } from '../../store/ids.js';
 import { type ImageRecord, type Store, visibilities } from '../../store/store.js';
 import { type Caller, identify, rawQuery } from '../authenticate.js';
 import { matchesIfNoneMatch, VARY_IMAGE } from '../headers.js';
+import { isJsonRequest, registerFromJson } from './register.js';
 
 export interface ImageRoutesOptions {
   readonly config: Config;
@@ -184,6 +185,24 @@ export function registerImageRoutes(app: FastifyInstance, options: ImageRoutesOp
   app.post('/v1/images', async (request, reply) => {
     const caller = await identify(request, authenticate, { allowQuery: false });
     const principal = authorizeUpload(caller.principal);
+    // Issue 5: from an admin, a JSON body registers an original already in the origin; from
+    // anyone else it is not an upload (415 below), as before.
+    if (isJsonRequest(request) && isAdmin(principal)) {
+      readParams(rawQuery(request), []);
+      const image = await registerFromJson(request, principal, ingest);
+      logger.info({ imageId: image.id, owner: image.owner, bytes: image.bytes }, 'original registered');
+      return reply
+        .code(201)
+        .header('location', `/v1/images/${image.id}`)
+        .header('cache-control', 'no-store')
+        .send({ ...imageMeta(image, true), source: image.originKey });
+    }
+    if (!origin.isWritable) {
+      throw new AppError(
+        'read_only_storage',
+        'The origin is read-only: register its originals instead of uploading',
+      );
+    }
     const params = readParams(rawQuery(request), ['visibility']);
     const visibility = parseVisibility(params.get('visibility'));
     // Refused before reading a byte when the length is announced; multipart framing adds a little.
