@@ -5,6 +5,7 @@ import {
   DeleteObjectCommand,
   GetObjectCommand,
   HeadBucketCommand,
+  ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
   S3ServiceException,
@@ -126,6 +127,21 @@ export function createS3Origin(options: S3OriginOptions): Origin {
 
     async check(): Promise<void> {
       await client.send(new HeadBucketCommand({ Bucket: bucket }));
+    },
+
+    async *list(under: string): AsyncIterable<string> {
+      const Prefix = under === '' ? prefix : `${prefix}${checkOriginKey(under)}`;
+      let ContinuationToken: string | undefined;
+      do {
+        const page = await client.send(
+          new ListObjectsV2Command({ Bucket: bucket, Prefix, ContinuationToken }),
+        );
+        for (const object of page.Contents ?? []) {
+          if (object.Key?.startsWith(prefix) && !object.Key.endsWith('/'))
+            yield object.Key.slice(prefix.length);
+        }
+        ContinuationToken = page.IsTruncated ? page.NextContinuationToken : undefined;
+      } while (ContinuationToken);
     },
   };
 }
