@@ -8,6 +8,7 @@ import { createTokenVerifier } from './auth/jwt.js';
 import { createDiskCache } from './cache/disk.js';
 import { createMemoryCache } from './cache/memory.js';
 import { createNoCache } from './cache/no-cache.js';
+import { createS3Cache } from './cache/s3.js';
 import { createTieredCache } from './cache/tiered.js';
 import type { VariantCache } from './cache/variant-cache.js';
 import { type Clock, systemClock } from './clock.js';
@@ -21,7 +22,8 @@ import { createWorkQueue } from './images/work-queue.js';
 import { createLogger, type Logger } from './logger.js';
 import { createMetrics } from './metrics.js';
 import { createBufferPool } from './origins/buffer-pool.js';
-import { openOrigin } from './origins/open.js';
+import { parseS3Url } from './origins/location.js';
+import { openOrigin, s3ClientFor } from './origins/open.js';
 import type { Origin } from './origins/origin.js';
 import { withImageCache } from './store/cached-store.js';
 import { openSqliteStore } from './store/sqlite.js';
@@ -75,6 +77,18 @@ export async function openStorage(config: Config, clock: Clock = systemClock): P
 async function openCache(config: Config, logger: Logger, onLookup: (layer: string, hit: boolean) => void) {
   if (config.cache === 'none') return createNoCache();
   const memory = createMemoryCache({ maxBytes: config.memoryCacheBytes, onLookup });
+  const s3 = parseS3Url(config.cache);
+  if (s3) {
+    // Shared by every instance; PIXGATE_DISK_CACHE_BYTES bounds what each one keeps track of.
+    const shared = await createS3Cache({
+      client: s3ClientFor(config),
+      location: s3,
+      maxBytes: config.diskCacheBytes,
+      logger,
+      onLookup,
+    });
+    return createTieredCache(memory, shared);
+  }
   const disk = await createDiskCache({
     dir: config.cache.slice('file:'.length),
     maxBytes: config.diskCacheBytes,

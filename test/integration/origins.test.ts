@@ -1,4 +1,9 @@
-import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import {
+  DeleteObjectCommand,
+  GetObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+} from '@aws-sdk/client-s3';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startHttpOrigin, type TestHttpOrigin } from '../helpers/http-origin.js';
@@ -63,6 +68,7 @@ describe('S3 origin', () => {
     server = await startTestServer({
       dev: true,
       storage: 's3://library/pixgate',
+      cache: 's3://library/variants',
       s3Endpoint: s3.endpoint,
       s3Region: s3.region,
       s3ForcePathStyle: true,
@@ -163,6 +169,29 @@ describe('S3 origin', () => {
     const answer = await call(server, `/v1/images/${id}?w=50`, { headers: auth(alice) });
     expect(answer.status).toBe(404);
     expect(answer.json?.error?.code).toBe('not_found');
+  });
+
+  it('keeps variants in the bucket: after a restart one is served without the original', async () => {
+    await s3.client.send(new PutObjectCommand({ Bucket: 'library', Key: 'pixgate/kept.jpg', Body: jpeg }));
+    const id = (await register(server, admin, { source: 'kept.jpg', owner: 'alice' })).json?.id as string;
+    const first = await call(server, `/v1/images/${id}?w=90&format=webp`, { headers: auth(alice) });
+    expect(first.status).toBe(200);
+    // The set runs after the answer went out.
+    await expect
+      .poll(async () => {
+        const listed = await s3.client.send(
+          new ListObjectsV2Command({ Bucket: 'library', Prefix: `variants/${id}/` }),
+        );
+        return listed.Contents?.length ?? 0;
+      })
+      .toBe(1);
+    server = await server.restart();
+    await s3.client.send(new DeleteObjectCommand({ Bucket: 'library', Key: 'pixgate/kept.jpg' }));
+    const again = await call(server, `/v1/images/${id}?w=90&format=webp`, { headers: auth(alice) });
+    expect(again.status).toBe(200);
+    expect(again.body.equals(first.body)).toBe(true);
+    // Not cached, so read from the origin, which no longer has it.
+    expect((await call(server, `/v1/images/${id}?w=91`, { headers: auth(alice) })).status).toBe(404);
   });
 
   it('is ready while the bucket answers', async () => {
