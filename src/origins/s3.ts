@@ -111,9 +111,9 @@ export function createS3Origin(options: S3OriginOptions): Origin {
           }),
         );
       } catch (error) {
-        throw new AppError('internal', 'The image could not be stored', {
+        // The store refused or is down: an origin failure (502), never a stack for the client.
+        throw new AppError('origin_error', 'The image could not be stored', {
           detail: `s3 origin: ${describe(error)}`,
-          cause: error,
         });
       } finally {
         await rm(tempPath, { force: true });

@@ -162,6 +162,32 @@ describe('S3 origin', () => {
     expect((await register(server, admin, { source: 'notes.jpg', owner: 'alice' })).status).toBe(415);
   });
 
+  it('deleting a registered image leaves the object in the library; an uploaded one goes', async () => {
+    await s3.client.send(new PutObjectCommand({ Bucket: 'library', Key: 'pixgate/shared.jpg', Body: jpeg }));
+    const first = (await register(server, admin, { source: 'shared.jpg', owner: 'alice' })).json
+      ?.id as string;
+    const second = (await register(server, admin, { source: 'shared.jpg', owner: 'alice' })).json
+      ?.id as string;
+    const removed = await call(server, `/v1/images/${first}`, { method: 'DELETE', headers: auth(alice) });
+    expect(removed.status).toBe(204);
+    expect((await call(server, `/v1/images/${second}?w=30`, { headers: auth(alice) })).status).toBe(200);
+    const head = await s3.client.send(new GetObjectCommand({ Bucket: 'library', Key: 'pixgate/shared.jpg' }));
+    expect(head.ContentLength).toBe(jpeg.length);
+
+    const uploaded = await call(server, '/v1/images', {
+      method: 'POST',
+      headers: auth(alice, { 'content-type': 'image/jpeg' }),
+      body: jpeg,
+    });
+    const id = uploaded.json?.id as string;
+    expect((await call(server, `/v1/images/${id}`, { method: 'DELETE', headers: auth(alice) })).status).toBe(
+      204,
+    );
+    await expect(
+      s3.client.send(new GetObjectCommand({ Bucket: 'library', Key: `pixgate/${id.slice(0, 2)}/${id}` })),
+    ).rejects.toMatchObject({ name: 'NoSuchKey' });
+  });
+
   it('answers 404 for a registered original that has gone from the bucket', async () => {
     await s3.client.send(new PutObjectCommand({ Bucket: 'library', Key: 'pixgate/gone.jpg', Body: jpeg }));
     const id = (await register(server, admin, { source: 'gone.jpg', owner: 'alice' })).json?.id as string;

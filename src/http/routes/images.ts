@@ -8,7 +8,7 @@ import type { VariantCache } from '../../cache/variant-cache.js';
 import { etagOf, variantKey } from '../../cache/variant-key.js';
 import type { Config } from '../../config/schema.js';
 import { AppError, notFound } from '../../errors.js';
-import { type Ingest, tooLarge } from '../../images/ingest.js';
+import { type Ingest, tooLarge, uploadKey } from '../../images/ingest.js';
 import { chooseFormat, isAnimated } from '../../images/negotiate.js';
 import { predictOutputSize } from '../../images/output-size.js';
 import { defaultQuality } from '../../images/pipeline.js';
@@ -275,7 +275,9 @@ export function registerImageRoutes(app: FastifyInstance, options: ImageRoutesOp
     if (!(await store.deleteImage(record.id))) throw notFound();
     await cache.deleteImage(record.id);
     try {
-      await origin.delete(record.originKey);
+      // Issue 5: only originals pixgate stored itself go; a registered one belongs to the library
+      // it was found in (and may be registered twice), so it stays there.
+      if (record.originKey === uploadKey(record.id)) await origin.delete(record.originKey);
     } catch (error) {
       logger.error({ err: error, imageId: record.id }, 'original left in the origin after delete');
     }

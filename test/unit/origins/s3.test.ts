@@ -92,6 +92,17 @@ describe('S3 origin', () => {
     await origin.delete('ab/abcdef');
   });
 
+  it('an upload to a store that is down is a 502 origin_error, and the temp file goes', async () => {
+    const down = originAt('uploads/', 1000, `http://127.0.0.1:${await closedPort()}`);
+    const path = join(temp, 'upload-down');
+    await writeFile(path, randomBytes(100));
+    await expect(down.write('ab/x', path, 'image/jpeg')).rejects.toMatchObject({
+      code: 'origin_error',
+      status: 502,
+    });
+    await expect(writeFile(path, '', { flag: 'wx' })).resolves.toBeUndefined();
+  });
+
   it('check() passes for the bucket and fails for a missing one or a down store', async () => {
     await expect(originAt('').check()).resolves.toBeUndefined();
     const missing = createS3Origin({
