@@ -40,7 +40,7 @@ export async function runRegister(context: CommandContext): Promise<number> {
     const list = storage.origin.list?.bind(storage.origin);
     if (prefix !== undefined && !list) {
       throw new UsageError([
-        `--prefix: a ${storage.origin.kind} origin cannot list its keys; name them instead`,
+        `--prefix: the ${storage.origin.kind} origin cannot list its keys; name them instead`,
       ]);
     }
     const source: AsyncIterable<string> | string[] =

@@ -81,6 +81,12 @@ describe('pixgate register (file origin)', () => {
     const usage = await run(['register', '--owner', 'alice'], env);
     expect(usage.code).toBe(2);
     expect(usage.stderr).toContain('expected one or more keys, or --prefix');
+    const unlistable = await run(['register', '--prefix', '2019', '--owner', 'alice'], {
+      ...env,
+      PIXGATE_STORAGE: 'http://127.0.0.1:9/lib/',
+    });
+    expect(unlistable.code).toBe(2);
+    expect(unlistable.stderr).toContain('--prefix: the http origin cannot list its keys; name them instead');
 
     const server = await startTestServer({ dev: true, storage: `file:${library}` }, { dataDir });
     try {
