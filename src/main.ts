@@ -8,7 +8,6 @@ import { createTokenVerifier } from './auth/jwt.js';
 import { createDiskCache } from './cache/disk.js';
 import { createMemoryCache } from './cache/memory.js';
 import { createNoCache } from './cache/no-cache.js';
-import { createS3Cache } from './cache/s3.js';
 import { createTieredCache } from './cache/tiered.js';
 import type { VariantCache } from './cache/variant-cache.js';
 import { type Clock, systemClock } from './clock.js';
@@ -61,7 +60,7 @@ export async function openStorage(config: Config, clock: Clock = systemClock): P
   });
   // Idle read buffers kept for reuse: about one original per processing slot.
   const pool = createBufferPool(Math.max(64 * 1024 * 1024, 2 * config.concurrency * 8 * 1024 * 1024));
-  const origin = openOrigin(config, pool);
+  const origin = await openOrigin(config, pool);
   const ingest = createIngest({
     store,
     origin,
@@ -80,8 +79,10 @@ async function openCache(config: Config, logger: Logger, onLookup: (layer: strin
   const s3 = parseS3Url(config.cache);
   if (s3) {
     // Shared by every instance; PIXGATE_DISK_CACHE_BYTES bounds what each one keeps track of.
+    // Loaded only when used, like the S3 origin (origins/open.ts).
+    const { createS3Cache } = await import('./cache/s3.js');
     const shared = await createS3Cache({
-      client: s3ClientFor(config),
+      client: await s3ClientFor(config),
       location: s3,
       maxBytes: config.diskCacheBytes,
       logger,
