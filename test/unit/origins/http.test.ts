@@ -282,6 +282,24 @@ describe('HTTP origin: SSRF and hostile answers', () => {
     await expect.poll(() => closed).toBe(true);
   });
 
+  it('a body that trickles past the deadline is a 504, and the connection is let go', async () => {
+    origin.authorize(() => true);
+    let closed = false;
+    origin.route('/lib/ssrf/trickle.jpg', (request, response) => {
+      response.writeHead(200, { 'content-type': 'image/jpeg', 'content-length': 100_000 });
+      const timer = setInterval(() => response.write(Buffer.alloc(10)), 50);
+      request.socket.on('close', () => {
+        closed = true;
+        clearInterval(timer);
+      });
+    });
+    const started = Date.now();
+    const error = await failure(open(bearerAuth, { timeoutMs: 400 }).read('ssrf/trickle.jpg', MAX));
+    expect(error.code).toBe('origin_timeout');
+    expect(Date.now() - started).toBeLessThan(1500);
+    await expect.poll(() => closed).toBe(true);
+  });
+
   it('refuses a body longer than announced by Content-Length over the limit, before reading it', async () => {
     origin.authorize(() => true);
     origin.put('ssrf/large.jpg', randomBytes(300 * 1024));
