@@ -49,7 +49,7 @@ async function measureRawSharp(ctx: BenchContext): Promise<ColdRound['rawSharp']
   };
 }
 
-async function measurePixgate(
+export async function measurePixgate(
   ctx: BenchContext,
   pixgate: Pixgate,
   urls: readonly string[],

@@ -6,11 +6,12 @@
  *   cold    pixgate req/s ÷ raw sharp (w=360 JPEG of a 4000×3000 photo, 8 connections)
  *   cached  pixgate req/s ÷ bare fastify (the same variant and headers, ES256 bearer, 64 conn, wrk)
  *   memory  pixgate's peak RSS under the cold workload at 64 connections; its 503s
+ *   origins the cold path from an S3 origin (s3rver) and an HTTP origin ÷ the file origin
  *
  * pixgate runs as its own process (`dist/cli/main.js serve`, configured by env, a temp data
  * dir, output to a log file), as production does, with a real JWKS issuer (issuer.ts).
  * Settings (env): BENCH_SECONDS (8), BENCH_WARMUP_SECONDS (3), BENCH_ROUNDS (2),
- * BENCH_WRK_THREADS (2), BENCH_ONLY (cold,cached,memory: a subset), BENCH_KEEP=1 keeps the temp
+ * BENCH_WRK_THREADS (2), BENCH_ONLY (cold,cached,memory,origins: a subset), BENCH_KEEP=1 keeps the temp
  * dir with the server logs, BENCH_DIST=<folder> runs another build than dist/ (a patched copy,
  * to try an idea against the same baselines), BENCH_NODE_ARGS adds node options to every pixgate
  * process (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof": one profile per phase).
@@ -34,6 +35,7 @@ import {
   PROBE_BURST,
   runMemoryPhase,
 } from './memory.js';
+import { originsLines, runOriginsPhase } from './origins.js';
 import { synthesizePhoto } from './photo.js';
 import { type Pixgate, startPixgate, upload } from './pixgate-process.js';
 
@@ -48,7 +50,7 @@ function setting(name: string, fallback: number): number {
   return parsed;
 }
 
-const PHASES = ['cold', 'cached', 'memory'] as const;
+const PHASES = ['cold', 'cached', 'memory', 'origins'] as const;
 type Phase = (typeof PHASES)[number];
 
 function selectedPhases(): Set<Phase> {
@@ -181,8 +183,14 @@ async function main(): Promise<void> {
     const cold = phases.has('cold') ? await runColdPhase(ctx) : undefined;
     const cached = phases.has('cached') ? await runCachedPhase(ctx) : undefined;
     const memory = phases.has('memory') ? await runMemoryPhase(ctx) : undefined;
+    const origins = phases.has('origins') ? await runOriginsPhase(ctx) : undefined;
 
-    const warnings = [...(cold?.warnings ?? []), ...(cached?.warnings ?? []), ...(memory?.warnings ?? [])];
+    const warnings = [
+      ...(cold?.warnings ?? []),
+      ...(cached?.warnings ?? []),
+      ...(memory?.warnings ?? []),
+      ...(origins?.warnings ?? []),
+    ];
     if (busyBefore > 0.1) {
       warnings.push(
         `the machine was ${(busyBefore * 100).toFixed(0)}% busy before the bench started (other work): figures are noisier than usual`,
@@ -193,6 +201,7 @@ async function main(): Promise<void> {
       ...(cold ? coldLines(cold) : []),
       ...(cached ? cachedLines(cached) : []),
       ...(memory ? memoryLines(memory) : []),
+      ...(origins ? originsLines(origins) : []),
       `(${ctx.rounds} alternating rounds of ${ctx.seconds} s after ${ctx.warmupSeconds} s warm-up; pixgate concurrency ${cores}, queue 64; wrk -t${ctx.wrkThreads})`,
       ...warnings.map((warning) => `WARNING: ${warning}`),
     ];
@@ -219,6 +228,7 @@ async function main(): Promise<void> {
       cold,
       cached,
       memory,
+      origins,
       warnings,
     };
     const resultsDir = join(ROOT, 'bench', 'results');

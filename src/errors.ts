@@ -22,6 +22,8 @@ export const errorStatus = {
   unavailable: 503,
   origin_timeout: 504,
   insufficient_storage: 507,
+  // Issue 5 (private origins): uploads to an origin pixgate may only read (HTTP).
+  read_only_storage: 403,
 } as const;
 
 export type ErrorCode = keyof typeof errorStatus;

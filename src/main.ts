@@ -21,7 +21,8 @@ import { createWorkQueue } from './images/work-queue.js';
 import { createLogger, type Logger } from './logger.js';
 import { createMetrics } from './metrics.js';
 import { createBufferPool } from './origins/buffer-pool.js';
-import { createFileOrigin } from './origins/file.js';
+import { parseS3Url } from './origins/location.js';
+import { openOrigin, s3ClientFor } from './origins/open.js';
 import type { Origin } from './origins/origin.js';
 import { withImageCache } from './store/cached-store.js';
 import { openSqliteStore } from './store/sqlite.js';
@@ -59,7 +60,7 @@ export async function openStorage(config: Config, clock: Clock = systemClock): P
   });
   // Idle read buffers kept for reuse: about one original per processing slot.
   const pool = createBufferPool(Math.max(64 * 1024 * 1024, 2 * config.concurrency * 8 * 1024 * 1024));
-  const origin = createFileOrigin(config.storage.slice('file:'.length), pool);
+  const origin = await openOrigin(config, pool);
   const ingest = createIngest({
     store,
     origin,
@@ -75,6 +76,20 @@ export async function openStorage(config: Config, clock: Clock = systemClock): P
 async function openCache(config: Config, logger: Logger, onLookup: (layer: string, hit: boolean) => void) {
   if (config.cache === 'none') return createNoCache();
   const memory = createMemoryCache({ maxBytes: config.memoryCacheBytes, onLookup });
+  const s3 = parseS3Url(config.cache);
+  if (s3) {
+    // Shared by every instance; PIXGATE_DISK_CACHE_BYTES bounds what each one keeps track of.
+    // Loaded only when used, like the S3 origin (origins/open.ts).
+    const { createS3Cache } = await import('./cache/s3.js');
+    const shared = await createS3Cache({
+      client: await s3ClientFor(config),
+      location: s3,
+      maxBytes: config.diskCacheBytes,
+      logger,
+      onLookup,
+    });
+    return createTieredCache(memory, shared);
+  }
   const disk = await createDiskCache({
     dir: config.cache.slice('file:'.length),
     maxBytes: config.diskCacheBytes,

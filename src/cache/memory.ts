@@ -1,7 +1,7 @@
 import { LRUCache } from 'lru-cache';
 import type { Variant, VariantCache, VariantKey } from './variant-cache.js';
 
-export type CacheLayer = 'memory' | 'disk';
+export type CacheLayer = 'memory' | 'disk' | 's3';
 
 /** Per-layer hit/miss counting (Prometheus, by the composition root). */
 export type LookupHook = (layer: CacheLayer, hit: boolean) => void;

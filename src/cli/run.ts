@@ -2,6 +2,7 @@ import { ConfigError, loadConfig } from '../config/load.js';
 import { type CommandContext, parseArgs, takeOptions, UsageError } from './args.js';
 import { runImport } from './import.js';
 import { runKeygen } from './keygen.js';
+import { runRegister } from './register.js';
 import { runServe } from './serve.js';
 import { runToken } from './token.js';
 
@@ -14,6 +15,9 @@ Usage:
                                                         a dev-mode access token
   pixgate import DIR --owner SUB [--visibility private|preview|public]
                                                         copy a folder of images in, like uploads
+  pixgate register KEY... --owner SUB [--visibility V]  record originals already in the origin
+  pixgate register --prefix P --owner SUB [--visibility V]
+                                                        the same for every key under a prefix
   pixgate keygen                                        a new key for PIXGATE_SIGNING_KEYS
 
 Settings come from --config (JSON or YAML), then PIXGATE_* variables, then flags:
@@ -24,6 +28,7 @@ const commands: Record<string, (context: CommandContext) => Promise<number>> = {
   dev: (context) => runServe(context, 'dev'),
   token: runToken,
   import: runImport,
+  register: runRegister,
   keygen: runKeygen,
 };
 

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
+import { type OriginAuthSettings, originAuthProblems } from './origin-settings.js';
 import { type Config, ConfigSchema, configKeys } from './schema.js';
 
 /**
@@ -47,6 +48,17 @@ export const settingNames: ReadonlyArray<{ key: string; env: string; flag: strin
     flag: flagName(key),
   }),
 );
+
+const originAuthKeys = [
+  'storage',
+  'originBearer',
+  'originBasic',
+  'originHeader',
+  'originTokenUrl',
+  'originClientId',
+  'originClientSecret',
+  'originScope',
+] as const;
 
 const LOOPBACK_HOSTS = new Set(['127.0.0.1', '::1', 'localhost']);
 
@@ -136,6 +148,12 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
   if (valid('strictSizes') === true && valid('sizes')?.length === 0) {
     problems.push(`${origin.strictSizes ?? 'strictSizes'}: needs PIXGATE_SIZES, the list of allowed sizes`);
   }
+  problems.push(
+    ...originAuthProblems(
+      Object.fromEntries(originAuthKeys.map((key) => [key, valid(key)])) as OriginAuthSettings,
+      (key) => origin[key] ?? envName(key),
+    ),
+  );
   if (problems.length > 0 || !parsed.success) throw new ConfigError(problems);
 
   const config = parsed.data;

@@ -1,5 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
+import { isHttpBase, parseS3Url } from '../origins/location.js';
 
 /**
  * Every setting pixgate reads. Values arrive as strings (environment, command line) or as
@@ -115,16 +116,33 @@ const presets = z.preprocess(
 const storageUrl = z
   .string()
   .trim()
-  .refine((value) => value.startsWith('file:'), {
-    error: 'Expected file:PATH (S3 and HTTP origins are not available in this version)',
+  .refine((value) => value.startsWith('file:') || parseS3Url(value) !== undefined || isHttpBase(value), {
+    error: 'Expected file:PATH, s3://bucket/prefix or an http(s):// base URL without credentials in it',
   });
 
 const cacheUrl = z
   .string()
   .trim()
-  .refine((value) => value === 'none' || value.startsWith('file:'), {
-    error: 'Expected file:PATH or none (an S3 cache is not available in this version)',
+  .refine((value) => value === 'none' || value.startsWith('file:') || parseS3Url(value) !== undefined, {
+    error: 'Expected file:PATH, s3://bucket/prefix or none',
   });
+
+// Headers pixgate must set itself; an origin credential cannot replace them.
+const RESERVED_HEADERS = new Set([
+  'host',
+  'content-length',
+  'transfer-encoding',
+  'connection',
+  'accept-encoding',
+]);
+
+const originHeader = text.refine(
+  (value) => {
+    const match = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*(\S.*)$/.exec(value);
+    return match !== null && !RESERVED_HEADERS.has((match[1] as string).toLowerCase());
+  },
+  { error: 'Expected "Name: value" with a header name pixgate does not set itself' },
+);
 
 export const ConfigSchema = z
   .object({
@@ -175,6 +193,22 @@ export const ConfigSchema = z
     imageCacheSize: integer(0, 10_000_000).default(10_000),
     /** How long a remembered row is trusted: how late a change made by another instance is seen. */
     imageCacheTtlSeconds: integer(0, 3600).default(5),
+
+    // Issue 5 (private origins): S3 and authenticated HTTP origins, and the S3 variant cache.
+    /** For S3-compatible stores; credentials come from the AWS SDK's chain (AWS_ACCESS_KEY_ID, ...). */
+    s3Endpoint: httpUrl.optional(),
+    s3Region: text.optional(),
+    s3ForcePathStyle: boolean.default(false),
+    /** Credentials pixgate sends to an HTTP origin: one of these four kinds. */
+    originBearer: text.optional(),
+    originBasic: text.refine((value) => value.includes(':'), { error: 'Expected user:password' }).optional(),
+    originHeader: originHeader.optional(),
+    originTokenUrl: httpUrl.optional(),
+    originClientId: text.optional(),
+    originClientSecret: text.optional(),
+    originScope: text.optional(),
+    /** One whole read from an S3 or HTTP origin (token, redirects, body); beyond it, 504. */
+    originTimeoutSeconds: integer(1, 600).default(15),
 
     metricsToken: text.optional(),
     trustProxy: boolean.default(false),

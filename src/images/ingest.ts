@@ -6,10 +6,11 @@ import type { Readable } from 'node:stream';
 import { pipeline as pipe } from 'node:stream/promises';
 import { AppError } from '../errors.js';
 import { writeError } from '../origins/file.js';
+import { checkOriginKey } from '../origins/key.js';
 import type { Origin } from '../origins/origin.js';
 import { newImageId } from '../store/ids.js';
 import type { ImageRecord, Store, Visibility } from '../store/store.js';
-import { inspectImage } from './inspect.js';
+import { inspectBytes, inspectImage } from './inspect.js';
 
 /**
  * Taking in a new original, from an HTTP upload or `pixgate import`. The bytes go to a temp
@@ -121,6 +122,43 @@ export function createIngest(options: IngestOptions) {
   }
 
   return {
+    /**
+     * Registers an original that already sits in the origin, without copying it: the key is
+     * checked (a plain relative path, key.ts), the bytes are read once, capped, and judged like
+     * an upload's, and the row keeps the key and the origin's ETag (or the bytes' SHA-256).
+     */
+    async fromOrigin(source: string, image: NewImage): Promise<ImageRecord> {
+      const key = checkOriginKey(source);
+      const original = await origin.read(key, { maxBytes: options.maxUploadBytes });
+      let facts: Awaited<ReturnType<typeof inspectBytes>>;
+      let sha256: string;
+      const bytes = original.body.length;
+      try {
+        facts = await inspectBytes(original.body, { maxInputPixels: options.maxInputPixels });
+        sha256 = createHash('sha256').update(original.body).digest('base64url');
+      } finally {
+        original.release?.();
+      }
+      const record: ImageRecord = {
+        id: newImageId(),
+        owner: image.owner,
+        visibility: image.visibility,
+        version: 1,
+        originKey: key,
+        // An ETag goes back to clients quoted: only one made of plain visible characters is kept.
+        originEtag: original.etag && /^[!#-~]{1,256}$/.test(original.etag) ? original.etag : sha256,
+        format: facts.format,
+        width: facts.width,
+        height: facts.height,
+        bytes,
+        hasAlpha: facts.hasAlpha,
+        pages: facts.pages,
+        placeholder: facts.placeholder,
+        createdAt: new Date(options.now()),
+      };
+      await store.insertImage(record);
+      return record;
+    },
     /** An upload body: stream → temp file → judged → origin → row. */
     async fromStream(source: Readable, image: NewImage): Promise<ImageRecord> {
       return keep(await receive(source), image);

@@ -20,7 +20,11 @@ const PLACEHOLDER_SIDE = 100;
 export async function inspectImage(path: string, options: { maxInputPixels: number }): Promise<ImageFacts> {
   // Read whole (the upload size is capped before this): from a path librsvg would resolve an
   // SVG's `<image href>` against the upload directory and embed other files (decode.ts).
-  const input = await readFile(path);
+  return inspectBytes(await readFile(path), options);
+}
+
+/** The same, for bytes already in memory (an original registered from the origin). */
+export async function inspectBytes(input: Buffer, options: { maxInputPixels: number }): Promise<ImageFacts> {
   const meta = await readHeader(input);
   if (!ALLOWED.has(meta.format)) {
     throw new AppError('unsupported_media_type', `Unsupported image format "${meta.format}": ${EXPECTED}`);

@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
+import type { Dirent } from 'node:fs';
 import { constants } from 'node:fs';
-import { access, copyFile, type FileHandle, mkdir, open, rename, rm } from 'node:fs/promises';
-import { dirname, resolve, sep } from 'node:path';
+import { access, copyFile, type FileHandle, mkdir, open, readdir, rename, rm } from 'node:fs/promises';
+import { dirname, join, relative, resolve, sep } from 'node:path';
 import { AppError, notFound } from '../errors.js';
 import type { BufferPool } from './buffer-pool.js';
 import { checkOriginKey } from './key.js';
@@ -86,6 +87,22 @@ export function createFileOrigin(root: string, pool?: BufferPool): Origin {
     async check(): Promise<void> {
       await mkdir(rootDir, { recursive: true });
       await access(rootDir, constants.R_OK | constants.W_OK);
+    },
+
+    async *list(prefix: string): AsyncIterable<string> {
+      const start = prefix === '' ? rootDir : pathOf(prefix);
+      let entries: Dirent[];
+      try {
+        entries = await readdir(start, { recursive: true, withFileTypes: true });
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
+        throw error;
+      }
+      const keys = entries
+        .filter((entry) => entry.isFile())
+        .map((entry) => relative(rootDir, join(entry.parentPath, entry.name)).split(sep).join('/'))
+        .sort();
+      yield* keys;
     },
   };
 }

@@ -39,4 +39,9 @@ export interface Origin {
   delete(key: string): Promise<void>;
   /** Throws when the origin cannot be reached (readiness). */
   check(): Promise<void>;
+  /**
+   * The keys under `prefix` (a plain relative path, or '' for all), for `pixgate register
+   * --prefix`. Absent where the origin cannot list (HTTP).
+   */
+  list?(prefix: string): AsyncIterable<string>;
 }

@@ -3,12 +3,12 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { Authenticator } from '../../auth/authenticate.js';
 import { CREDENTIAL_QUERY_PARAMS } from '../../auth/credentials.js';
-import type { Principal } from '../../auth/principal.js';
+import { isAdmin, type Principal } from '../../auth/principal.js';
 import type { VariantCache } from '../../cache/variant-cache.js';
 import { etagOf, variantKey } from '../../cache/variant-key.js';
 import type { Config } from '../../config/schema.js';
 import { AppError, notFound } from '../../errors.js';
-import { type Ingest, tooLarge } from '../../images/ingest.js';
+import { type Ingest, tooLarge, uploadKey } from '../../images/ingest.js';
 import { chooseFormat, isAnimated } from '../../images/negotiate.js';
 import { predictOutputSize } from '../../images/output-size.js';
 import { defaultQuality } from '../../images/pipeline.js';
@@ -30,6 +30,7 @@ import { isImageId } from '../../store/ids.js';
 import { type ImageRecord, type Store, visibilities } from '../../store/store.js';
 import { type Caller, identify, rawQuery } from '../authenticate.js';
 import { matchesIfNoneMatch, VARY_IMAGE } from '../headers.js';
+import { isJsonRequest, registerFromJson } from './register.js';
 
 export interface ImageRoutesOptions {
   readonly config: Config;
@@ -184,6 +185,24 @@ export function registerImageRoutes(app: FastifyInstance, options: ImageRoutesOp
   app.post('/v1/images', async (request, reply) => {
     const caller = await identify(request, authenticate, { allowQuery: false });
     const principal = authorizeUpload(caller.principal);
+    // Issue 5: from an admin, a JSON body registers an original already in the origin; from
+    // anyone else it is not an upload (415 below), as before.
+    if (isJsonRequest(request) && isAdmin(principal)) {
+      readParams(rawQuery(request), []);
+      const image = await registerFromJson(request, principal, ingest);
+      logger.info({ imageId: image.id, owner: image.owner, bytes: image.bytes }, 'original registered');
+      return reply
+        .code(201)
+        .header('location', `/v1/images/${image.id}`)
+        .header('cache-control', 'no-store')
+        .send({ ...imageMeta(image, true), source: image.originKey });
+    }
+    if (!origin.isWritable) {
+      throw new AppError(
+        'read_only_storage',
+        'The origin is read-only: register its originals instead of uploading',
+      );
+    }
     const params = readParams(rawQuery(request), ['visibility']);
     const visibility = parseVisibility(params.get('visibility'));
     // Refused before reading a byte when the length is announced; multipart framing adds a little.
@@ -256,7 +275,9 @@ export function registerImageRoutes(app: FastifyInstance, options: ImageRoutesOp
     if (!(await store.deleteImage(record.id))) throw notFound();
     await cache.deleteImage(record.id);
     try {
-      await origin.delete(record.originKey);
+      // Issue 5: only originals pixgate stored itself go; a registered one belongs to the library
+      // it was found in (and may be registered twice), so it stays there.
+      if (record.originKey === uploadKey(record.id)) await origin.delete(record.originKey);
     } catch (error) {
       logger.error({ err: error, imageId: record.id }, 'original left in the origin after delete');
     }

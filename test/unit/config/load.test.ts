@@ -97,6 +97,8 @@ describe('defaults', () => {
       cacheMaxAgeSeconds: 3600,
       imageCacheSize: 10_000,
       imageCacheTtlSeconds: 5,
+      s3ForcePathStyle: false,
+      originTimeoutSeconds: 15,
       trustProxy: false,
       logLevel: 'info',
     });
@@ -110,7 +112,7 @@ describe('defaults', () => {
   it('cover exactly the PIXGATE_* names of the README settings table', async () => {
     const readme = await readFile(new URL('../../../README.md', import.meta.url), 'utf8');
     const section = readme.slice(readme.indexOf('## Settings'), readme.indexOf('## Errors'));
-    const documented = new Set(section.match(/PIXGATE_[A-Z_]*[A-Z]/g));
+    const documented = new Set(section.match(/PIXGATE_[A-Z0-9_]*[A-Z0-9]/g));
     expect([...documented].sort()).toEqual(settingNames.map((s) => s.env).sort());
   });
 
@@ -516,12 +518,52 @@ describe('resolved paths', () => {
     expect(load({ env: { PIXGATE_CACHE: 'none' } }).cache).toBe('none');
   });
 
-  it('locations this version cannot serve are problems', () => {
+  it('takes S3 and HTTP locations, and refuses malformed ones', () => {
+    const config = load({
+      env: { PIXGATE_STORAGE: 's3://bucket/originals', PIXGATE_CACHE: 's3://bucket/cache/' },
+    });
+    expect(config.storage).toBe('s3://bucket/originals');
+    expect(config.cache).toBe('s3://bucket/cache/');
+    expect(load({ env: { PIXGATE_STORAGE: 'https://files.internal:8443/library/' } }).storage).toBe(
+      'https://files.internal:8443/library/',
+    );
     expectProblems(
-      { env: { PIXGATE_STORAGE: 's3://bucket/originals', PIXGATE_CACHE: 's3://bucket/cache' } },
+      {
+        env: {
+          PIXGATE_STORAGE: 'https://user:pass@files.internal/',
+          PIXGATE_CACHE: 'https://files.internal/cache/',
+        },
+      },
       [
-        'PIXGATE_STORAGE: Expected file:PATH (S3 and HTTP origins are not available in this version) but received "s3://bucket/originals"',
-        'PIXGATE_CACHE: Expected file:PATH or none (an S3 cache is not available in this version) but received "s3://bucket/cache"',
+        'PIXGATE_STORAGE: Expected file:PATH, s3://bucket/prefix or an http(s):// base URL without credentials in it but received "https://user:pass@files.internal/"',
+        'PIXGATE_CACHE: Expected file:PATH, s3://bucket/prefix or none but received "https://files.internal/cache/"',
+      ],
+    );
+    expectProblems({ env: { PIXGATE_STORAGE: 's3://bucket/../other' } }, [
+      'PIXGATE_STORAGE: Expected file:PATH, s3://bucket/prefix or an http(s):// base URL without credentials in it but received "s3://bucket/../other"',
+    ]);
+  });
+
+  it('HTTP origin credentials: one kind, complete, only with an HTTP origin', () => {
+    const http = { PIXGATE_STORAGE: 'http://127.0.0.1:9000/lib/' };
+    expect(load({ env: { ...http, PIXGATE_ORIGIN_HEADER: 'X-Api-Key: abc' } }).originHeader).toBe(
+      'X-Api-Key: abc',
+    );
+    expectProblems({ env: { ...http, PIXGATE_ORIGIN_BEARER: 't', PIXGATE_ORIGIN_BASIC: 'u:p' } }, [
+      'PIXGATE_ORIGIN_BEARER, PIXGATE_ORIGIN_BASIC: choose one way to authenticate to the HTTP origin',
+    ]);
+    expectProblems({ env: { ...http, PIXGATE_ORIGIN_TOKEN_URL: 'http://op.test/token' } }, [
+      'PIXGATE_ORIGIN_CLIENT_ID: required for OAuth client credentials to the HTTP origin',
+      'PIXGATE_ORIGIN_CLIENT_SECRET: required for OAuth client credentials to the HTTP origin',
+    ]);
+    expectProblems({ env: { PIXGATE_ORIGIN_BEARER: 't' } }, [
+      'PIXGATE_ORIGIN_BEARER: only for an http(s) PIXGATE_STORAGE',
+    ]);
+    expectProblems(
+      { env: { ...http, PIXGATE_ORIGIN_HEADER: 'Host: evil.test', PIXGATE_ORIGIN_BASIC: 'nocolon' } },
+      [
+        'PIXGATE_ORIGIN_BASIC: Expected user:password but received "nocolon"',
+        'PIXGATE_ORIGIN_HEADER: Expected "Name: value" with a header name pixgate does not set itself but received "Host: evil.test"',
       ],
     );
   });

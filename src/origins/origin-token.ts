@@ -1,0 +1,104 @@
+import { AppError } from '../errors.js';
+
+/**
+ * OAuth 2.0 client credentials (RFC 6749 §4.4) for an HTTP origin: one token, fetched when first
+ * needed, shared by concurrent reads, kept until shortly before it expires, and dropped when the
+ * origin answers 401 so the next read fetches a fresh one. The client secret is sent as HTTP
+ * Basic (client_secret_basic) and never appears in an error or a log line.
+ */
+export interface ClientCredentialsSettings {
+  readonly tokenUrl: string;
+  readonly clientId: string;
+  readonly clientSecret: string;
+  readonly scope?: string | undefined;
+}
+
+export interface TokenSource {
+  /** A valid access token; fetches one when none is cached. */
+  get(signal: AbortSignal): Promise<string>;
+  /** Forgets `token` (the origin refused it); a newer token already cached is kept. */
+  invalidate(token: string): void;
+}
+
+/** Refresh this long before `expires_in` runs out, so a token never expires on its way. */
+const EARLY_MS = 30_000;
+/** Without `expires_in`, a token is reused this long. */
+const DEFAULT_LIFETIME_MS = 5 * 60_000;
+
+const tokenError = (detail: string) =>
+  new AppError('origin_error', 'The original could not be read', { detail: `http origin: ${detail}` });
+
+export function createTokenSource(settings: ClientCredentialsSettings, now: () => number): TokenSource {
+  let cached: { token: string; refreshAt: number } | undefined;
+  let pending: Promise<string> | undefined;
+  // RFC 6749 §2.3.1: id and secret are form-urlencoded before the Basic encoding.
+  const basic = Buffer.from(
+    `${encodeURIComponent(settings.clientId)}:${encodeURIComponent(settings.clientSecret)}`,
+  ).toString('base64');
+
+  async function fetchToken(signal: AbortSignal): Promise<string> {
+    const form = new URLSearchParams({ grant_type: 'client_credentials' });
+    if (settings.scope) form.set('scope', settings.scope);
+    let response: Response;
+    try {
+      response = await fetch(settings.tokenUrl, {
+        method: 'POST',
+        headers: {
+          authorization: `Basic ${basic}`,
+          'content-type': 'application/x-www-form-urlencoded',
+          accept: 'application/json',
+        },
+        body: form,
+        redirect: 'manual',
+        signal,
+      });
+    } catch (error) {
+      if (signal.aborted) throw error;
+      throw tokenError(`the token endpoint cannot be reached (${networkCode(error)})`);
+    }
+    const text = await response.text();
+    if (response.status !== 200) {
+      const refused = response.status === 400 || response.status === 401;
+      throw tokenError(
+        `the token endpoint answered ${response.status}${refused ? ": it refused pixgate's client credentials" : ''}`,
+      );
+    }
+    let body: { access_token?: unknown; expires_in?: unknown; token_type?: unknown };
+    try {
+      body = JSON.parse(text) as typeof body;
+    } catch {
+      throw tokenError('the token endpoint answered something that is not JSON');
+    }
+    if (typeof body.access_token !== 'string' || body.access_token === '') {
+      throw tokenError('the token endpoint answered without an access_token');
+    }
+    const lifetimeMs =
+      typeof body.expires_in === 'number' && body.expires_in > 0
+        ? body.expires_in * 1000
+        : DEFAULT_LIFETIME_MS;
+    // Short-lived tokens are refreshed at half their life rather than never used.
+    cached = { token: body.access_token, refreshAt: now() + Math.max(lifetimeMs - EARLY_MS, lifetimeMs / 2) };
+    return body.access_token;
+  }
+
+  return {
+    async get(signal) {
+      if (cached && now() < cached.refreshAt) return cached.token;
+      // One fetch for every read waiting on it.
+      pending ??= fetchToken(signal).finally(() => {
+        pending = undefined;
+      });
+      return pending;
+    },
+    invalidate(token) {
+      if (cached?.token === token) cached = undefined;
+    },
+  };
+}
+
+export function networkCode(error: unknown): string {
+  const cause = (error as { cause?: { code?: unknown } }).cause;
+  if (typeof cause?.code === 'string') return cause.code;
+  const code = (error as { code?: unknown }).code;
+  return typeof code === 'string' ? code : ((error as Error).name ?? 'error');
+}

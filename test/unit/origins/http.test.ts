@@ -1,0 +1,329 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import type { IncomingMessage } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createRemoteJWKSet, decodeJwt, jwtVerify } from 'jose';
+import { afterAll, describe, expect, it } from 'vitest';
+import { AppError } from '../../../src/errors.js';
+import { createBufferPool } from '../../../src/origins/buffer-pool.js';
+import { createHttpOrigin, type OriginAuth } from '../../../src/origins/http.js';
+import { startHttpOrigin } from '../../helpers/http-origin.js';
+import { closedPort, startSilentServer } from '../../helpers/net.js';
+import { startOidcProvider } from '../../helpers/oidc-provider.js';
+import { describeOriginConformance } from './origin-conformance.js';
+
+const BEARER = 'origin-bearer-secret-123';
+const origin = await startHttpOrigin();
+const elsewhere = await startHttpOrigin();
+const silent = await startSilentServer();
+const provider = await startOidcProvider({ ttlSeconds: 600 });
+const temp = await mkdtemp(join(tmpdir(), 'pixgate-http-origin-'));
+afterAll(async () => {
+  await Promise.all([origin.close(), elsewhere.close(), silent.close(), provider.close()]);
+  await rm(temp, { recursive: true, force: true });
+});
+
+const bearerAuth: OriginAuth = { kind: 'bearer', token: BEARER };
+const hasBearer = (token: string) => (request: IncomingMessage) =>
+  request.headers.authorization === `Bearer ${token}`;
+
+function open(
+  auth: OriginAuth = bearerAuth,
+  extra: { timeoutMs?: number; baseUrl?: string; now?: () => number } = {},
+) {
+  return createHttpOrigin({
+    baseUrl: extra.baseUrl ?? origin.baseUrl,
+    auth,
+    timeoutMs: extra.timeoutMs ?? 3000,
+    pool: createBufferPool(8 * 1024 * 1024),
+    now: extra.now,
+  });
+}
+
+async function failure(promise: Promise<unknown>): Promise<AppError> {
+  const error = await promise.then(
+    () => undefined,
+    (caught: unknown) => caught,
+  );
+  expect(error).toBeInstanceOf(AppError);
+  return error as AppError;
+}
+
+const MAX = { maxBytes: 1024 * 1024 };
+
+describeOriginConformance('http (node:http test origin, Bearer)', () => ({
+  async open(timeoutMs) {
+    origin.authorize(hasBearer(BEARER));
+    return { origin: open(bearerAuth, { timeoutMs }), put: async (key, bytes) => origin.put(key, bytes) };
+  },
+  async slow(timeoutMs) {
+    return open(bearerAuth, { timeoutMs, baseUrl: `${silent.url}/lib/` });
+  },
+  async down() {
+    return open(bearerAuth, { baseUrl: `http://127.0.0.1:${await closedPort()}/lib/` });
+  },
+  async refusing() {
+    origin.authorize(hasBearer(BEARER), 403);
+    const wrong = 'wrong-bearer-token-456';
+    return { origin: open({ kind: 'bearer', token: wrong }), secrets: [wrong, BEARER] };
+  },
+}));
+
+describe('HTTP origin authentication', () => {
+  const bytes = randomBytes(2000);
+  origin.put('auth/photo.jpg', bytes, 'image/jpeg');
+
+  const modes: {
+    name: string;
+    auth: OriginAuth;
+    wrong: OriginAuth;
+    check: (request: IncomingMessage) => boolean;
+  }[] = [
+    {
+      name: 'static Bearer',
+      auth: { kind: 'bearer', token: 'tok-1' },
+      wrong: { kind: 'bearer', token: 'tok-2' },
+      check: hasBearer('tok-1'),
+    },
+    {
+      name: 'HTTP Basic',
+      auth: { kind: 'basic', user: 'pixgate', password: 'p:ss wörd' },
+      wrong: { kind: 'basic', user: 'pixgate', password: 'nope' },
+      check: (request) =>
+        request.headers.authorization === `Basic ${Buffer.from('pixgate:p:ss wörd').toString('base64')}`,
+    },
+    {
+      name: 'a custom header',
+      auth: { kind: 'header', name: 'X-Origin-Key', value: 'k-123' },
+      wrong: { kind: 'header', name: 'X-Origin-Key', value: 'k-999' },
+      check: (request) => request.headers['x-origin-key'] === 'k-123',
+    },
+  ];
+  for (const mode of modes) {
+    it(`sends ${mode.name} and reads; wrong credentials are a 502 that names no secret`, async () => {
+      origin.authorize(mode.check);
+      const read = await open(mode.auth).read('auth/photo.jpg', MAX);
+      expect(read.body.equals(bytes)).toBe(true);
+      const error = await failure(open(mode.wrong).read('auth/photo.jpg', MAX));
+      expect(error.code).toBe('origin_error');
+      expect(error.message).toContain("refused pixgate's credentials (401)");
+      for (const secret of ['tok-', 'p:ss', 'k-123', 'k-999', 'nope'])
+        expect(error.message).not.toContain(secret);
+    });
+  }
+
+  describe('OAuth 2.0 client credentials (real oidc-provider)', () => {
+    const jwks = createRemoteJWKSet(new URL(provider.jwksUrl));
+    const [client] = provider.clients;
+    const settings = {
+      kind: 'client-credentials' as const,
+      tokenUrl: provider.tokenUrl,
+      clientId: client?.clientId ?? '',
+      clientSecret: client?.clientSecret ?? '',
+      scope: 'images:read',
+    };
+    const verifies = async (request: IncomingMessage) => {
+      const token = /^Bearer (.+)$/.exec(request.headers.authorization ?? '')?.[1];
+      if (!token) return false;
+      try {
+        await jwtVerify(token, jwks, { issuer: provider.issuer, audience: provider.audience });
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    const tokensSeen = (from: number) =>
+      origin.requests
+        .slice(from)
+        .map((request) => request.headers.authorization ?? '')
+        .filter((value) => value.startsWith('Bearer '));
+
+    it('fetches a token once, reuses it, and fetches a new one shortly before it expires', async () => {
+      origin.authorize(verifies);
+      let now = Date.now();
+      const reader = open(settings, { now: () => now });
+      const from = origin.requests.length;
+      await reader.read('auth/photo.jpg', MAX);
+      await reader.read('auth/photo.jpg', MAX);
+      const [first, second] = tokensSeen(from);
+      expect(first).toBe(second);
+      expect(decodeJwt((first ?? '').slice(7))).toMatchObject({
+        client_id: settings.clientId,
+        scope: 'images:read',
+      });
+      // 600 s tokens: still reused at 500 s, replaced within the last 30 s.
+      now += 500_000;
+      await reader.read('auth/photo.jpg', MAX);
+      now += 80_000;
+      await reader.read('auth/photo.jpg', MAX);
+      const seen = tokensSeen(from);
+      expect(seen[2]).toBe(first);
+      expect(seen[3]).not.toBe(first);
+    });
+
+    it('on a 401 fetches a fresh token and tries once more', async () => {
+      const reader = open(settings);
+      await reader.read('auth/photo.jpg', MAX);
+      // The origin stops accepting the token pixgate holds (revoked, rotated early).
+      const revoked = new Set(tokensSeen(0));
+      origin.authorize(
+        async (request) => !revoked.has(request.headers.authorization ?? '') && (await verifies(request)),
+      );
+      const from = origin.requests.length;
+      expect((await reader.read('auth/photo.jpg', MAX)).body.equals(bytes)).toBe(true);
+      const seen = tokensSeen(from);
+      expect(seen).toHaveLength(2);
+      expect(revoked.has(seen[0] ?? '')).toBe(true);
+      expect(revoked.has(seen[1] ?? '')).toBe(false);
+    });
+
+    it('gives up after that one retry when the origin keeps refusing', async () => {
+      origin.authorize(() => false);
+      const from = origin.requests.length;
+      const error = await failure(open(settings).read('auth/photo.jpg', MAX));
+      expect(error.code).toBe('origin_error');
+      expect(error.message).toContain("refused pixgate's credentials (401)");
+      expect(origin.requests.length - from).toBe(2);
+    });
+
+    it('a token endpoint refusing the client is a 502 that names no secret', async () => {
+      origin.authorize(verifies);
+      const error = await failure(
+        open({ ...settings, clientSecret: 'wrong-client-secret' }).read('auth/photo.jpg', MAX),
+      );
+      expect(error.code).toBe('origin_error');
+      expect(error.message).toContain("token endpoint answered 401: it refused pixgate's client credentials");
+      expect(error.message).not.toContain('wrong-client-secret');
+    });
+  });
+});
+
+describe('HTTP origin: SSRF and hostile answers', () => {
+  const bytes = randomBytes(500);
+  origin.put('ssrf/real.jpg', bytes);
+
+  const redirectTo = (path: string, location: string, status = 302) =>
+    origin.route(path, (_request, response) => response.writeHead(status, { location }).end());
+
+  it('follows a redirect within the same scheme, host and port', async () => {
+    origin.authorize(hasBearer(BEARER));
+    redirectTo('/lib/ssrf/moved.jpg', '/lib/ssrf/real.jpg', 301);
+    expect((await open().read('ssrf/moved.jpg', MAX)).body.equals(bytes)).toBe(true);
+  });
+
+  it('never follows a redirect to another host, port or scheme, nor to link-local or loopback addresses', async () => {
+    origin.authorize(hasBearer(BEARER));
+    elsewhere.put('x.jpg', bytes);
+    const port = new URL(origin.root).port;
+    const targets = [
+      `${elsewhere.root}/lib/x.jpg`, // loopback, another port
+      `http://localhost:${port}/lib/ssrf/real.jpg`, // same port, another host name
+      `https://127.0.0.1:${port}/lib/ssrf/real.jpg`, // another scheme
+      'http://169.254.169.254/latest/meta-data/iam/security-credentials/',
+      'http://[::1]/',
+      '//evil.test/x.jpg',
+      'file:///etc/passwd',
+    ];
+    for (const [index, target] of targets.entries()) {
+      redirectTo(`/lib/ssrf/away-${index}.jpg`, target);
+      const error = await failure(open().read(`ssrf/away-${index}.jpg`, MAX));
+      expect(error.code, target).toBe('origin_error');
+      expect(error.message).toContain('refused a redirect to another host or scheme');
+    }
+    expect(elsewhere.requests).toHaveLength(0);
+  });
+
+  it('stops after a bounded number of redirects', async () => {
+    origin.authorize(hasBearer(BEARER));
+    redirectTo('/lib/ssrf/loop.jpg', '/lib/ssrf/loop.jpg');
+    const from = origin.requests.length;
+    const error = await failure(open().read('ssrf/loop.jpg', MAX));
+    expect(error.message).toContain('more than 3 redirects');
+    expect(origin.requests.length - from).toBe(4);
+  });
+
+  it('keys only ever name paths under the base', async () => {
+    origin.authorize(() => true);
+    const from = origin.requests.length;
+    for (const key of [
+      '../admin',
+      '..%2fadmin',
+      '%2e%2e/admin',
+      '//evil.test/x',
+      'http://169.254.169.254/',
+      '/etc/passwd',
+      'a\\..\\b',
+    ]) {
+      expect((await failure(open().read(key, MAX))).code, key).toBe('invalid_request');
+    }
+    expect(origin.requests.length).toBe(from);
+    // Characters that mean something in a URL stay inside one path segment.
+    origin.put('odd/a?b#c;d.jpg', bytes);
+    expect((await open().read('odd/a?b#c;d.jpg', MAX)).body.equals(bytes)).toBe(true);
+    expect(origin.requests.at(-1)?.url).toBe('/lib/odd/a%3Fb%23c%3Bd.jpg');
+  });
+
+  it('stops reading an endless body at the size limit', async () => {
+    origin.authorize(() => true);
+    let closed = false;
+    origin.route('/lib/ssrf/endless.jpg', (request, response) => {
+      response.writeHead(200, { 'content-type': 'image/jpeg' });
+      const chunk = randomBytes(64 * 1024);
+      const timer = setInterval(() => response.write(chunk), 1);
+      request.socket.on('close', () => {
+        closed = true;
+        clearInterval(timer);
+      });
+    });
+    const error = await failure(open().read('ssrf/endless.jpg', { maxBytes: 256 * 1024 }));
+    expect(error.code).toBe('origin_error');
+    expect(error.message).toContain('more than the 262144 byte limit');
+    await expect.poll(() => closed).toBe(true);
+  });
+
+  it('a body that trickles past the deadline is a 504, and the connection is let go', async () => {
+    origin.authorize(() => true);
+    let closed = false;
+    origin.route('/lib/ssrf/trickle.jpg', (request, response) => {
+      response.writeHead(200, { 'content-type': 'image/jpeg', 'content-length': 100_000 });
+      const timer = setInterval(() => response.write(Buffer.alloc(10)), 50);
+      request.socket.on('close', () => {
+        closed = true;
+        clearInterval(timer);
+      });
+    });
+    const started = Date.now();
+    const error = await failure(open(bearerAuth, { timeoutMs: 400 }).read('ssrf/trickle.jpg', MAX));
+    expect(error.code).toBe('origin_timeout');
+    expect(Date.now() - started).toBeLessThan(1500);
+    await expect.poll(() => closed).toBe(true);
+  });
+
+  it('refuses a body longer than announced by Content-Length over the limit, before reading it', async () => {
+    origin.authorize(() => true);
+    origin.put('ssrf/large.jpg', randomBytes(300 * 1024));
+    const error = await failure(open().read('ssrf/large.jpg', { maxBytes: 256 * 1024 }));
+    expect(error.message).toContain('307200 bytes is over the 262144 byte limit');
+  });
+
+  it('is read-only: a write is refused with read_only_storage and the temp file goes', async () => {
+    const path = join(temp, 'upload');
+    await writeFile(path, bytes);
+    const error = await failure(open().write('ab/new', path, 'image/jpeg'));
+    expect(error.code).toBe('read_only_storage');
+    expect(error.status).toBe(403);
+    await expect(stat(path)).rejects.toMatchObject({ code: 'ENOENT' });
+    await expect(open().delete('ssrf/real.jpg')).resolves.toBeUndefined();
+    expect((await open().read('ssrf/real.jpg', MAX)).body.equals(bytes)).toBe(true);
+  });
+
+  it('check() passes with working credentials and fails when refused or down', async () => {
+    origin.authorize(hasBearer(BEARER));
+    await expect(open().check()).resolves.toBeUndefined();
+    await expect(open({ kind: 'bearer', token: 'wrong' }).check()).rejects.toThrow();
+    await expect(
+      open(bearerAuth, { baseUrl: `http://127.0.0.1:${await closedPort()}/` }).check(),
+    ).rejects.toThrow();
+  });
+});
