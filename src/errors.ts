@@ -22,6 +22,9 @@ export const errorStatus = {
   unavailable: 503,
   origin_timeout: 504,
   insufficient_storage: 507,
+  // Issue 3: sessions and the JSON form.
+  csrf_failed: 403,
+  output_too_large: 422,
 } as const;
 
 export type ErrorCode = keyof typeof errorStatus;

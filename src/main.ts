@@ -5,6 +5,7 @@ import type { FastifyInstance } from 'fastify';
 import { createAuthenticator } from './auth/authenticate.js';
 import { loadDevIssuer } from './auth/dev-issuer.js';
 import { createTokenVerifier } from './auth/jwt.js';
+import { createSessions } from './auth/sessions.js';
 import { createDiskCache } from './cache/disk.js';
 import { createMemoryCache } from './cache/memory.js';
 import { createNoCache } from './cache/no-cache.js';
@@ -24,6 +25,7 @@ import { createBufferPool } from './origins/buffer-pool.js';
 import { createFileOrigin } from './origins/file.js';
 import type { Origin } from './origins/origin.js';
 import { withImageCache } from './store/cached-store.js';
+import { openSqliteSessionStore } from './store/kysely-session-store.js';
 import { openSqliteStore } from './store/sqlite.js';
 import type { Store } from './store/store.js';
 
@@ -134,6 +136,10 @@ export async function startPixgate(config: Config, options: StartOptions = {}): 
     onRendered: (format, seconds) => metrics.transformDuration.observe({ format }, seconds),
   });
 
+  // After openStorage: the store's open has migrated the database the sessions live in.
+  const sessionStore = await openSqliteSessionStore(join(config.dataDir, 'pixgate.db'));
+  const sessions = createSessions({ store: sessionStore, clock, maxSeconds: config.sessionMaxSeconds });
+
   const server = await buildServer({
     config,
     logger,
@@ -144,6 +150,8 @@ export async function startPixgate(config: Config, options: StartOptions = {}): 
     variants,
     ingest: storage.ingest,
     authenticate,
+    sessions,
+    clock,
   });
   if (devIssuer) registerDevRoutes(server, { devIssuer });
 
@@ -154,6 +162,7 @@ export async function startPixgate(config: Config, options: StartOptions = {}): 
     await server.close();
     await variants.drain();
     await cache.close();
+    await sessionStore.close();
     await storage.close();
     logger.flush();
   };

@@ -8,7 +8,9 @@ import Fastify, {
   LogController,
 } from 'fastify';
 import type { Authenticator } from '../auth/authenticate.js';
+import type { Sessions } from '../auth/sessions.js';
 import type { VariantCache } from '../cache/variant-cache.js';
+import type { Clock } from '../clock.js';
 import type { Config } from '../config/schema.js';
 import { AppError } from '../errors.js';
 import type { Ingest } from '../images/ingest.js';
@@ -22,6 +24,7 @@ import { sendError } from './reply.js';
 import { requestState } from './request-state.js';
 import { registerHealthRoutes } from './routes/health.js';
 import { registerImageRoutes } from './routes/images.js';
+import { registerSessionRoutes } from './routes/sessions.js';
 
 export interface ServerParts {
   readonly config: Config;
@@ -33,6 +36,8 @@ export interface ServerParts {
   readonly variants: VariantService;
   readonly ingest: Ingest;
   readonly authenticate: Authenticator;
+  readonly sessions: Sessions;
+  readonly clock: Clock;
 }
 
 const LOOPBACK_NAMES = /^(localhost|127\.0\.0\.1|\[::1\]|[a-z0-9-]+\.localhost)$/i;
@@ -130,6 +135,8 @@ export async function buildServer(parts: ServerParts): Promise<FastifyInstance> 
     throw new AppError('not_found', 'No such route');
   });
 
+  // Before the image routes: its preHandler turns a session cookie into their principal.
+  await registerSessionRoutes(app, parts);
   registerImageRoutes(app, parts);
   registerHealthRoutes(app, parts);
   return app;
