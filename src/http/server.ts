@@ -19,6 +19,7 @@ import { type Logger, redactUrl } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import type { Origin } from '../origins/origin.js';
 import type { Store } from '../store/store.js';
+import { registerCors } from './cors.js';
 import { securityHeaders } from './headers.js';
 import { sendError } from './reply.js';
 import { requestState } from './request-state.js';
@@ -83,6 +84,7 @@ export async function buildServer(parts: ServerParts): Promise<FastifyInstance> 
   });
 
   await app.register(multipart);
+  await registerCors(app, config.corsOrigins);
   // Raw uploads: the handler gets the request stream itself and counts the bytes (ingest.ts).
   app.addContentTypeParser(/^(image\/[\w.+-]+|application\/octet-stream)$/, (_request, payload, done) => {
     done(null, payload);
