@@ -23,6 +23,7 @@ import { registerCors } from './cors.js';
 import { securityHeaders } from './headers.js';
 import { sendError } from './reply.js';
 import { requestState } from './request-state.js';
+import { registerClientRoutes } from './routes/client.js';
 import { registerHealthRoutes } from './routes/health.js';
 import { registerImageRoutes } from './routes/images.js';
 import { registerSessionRoutes } from './routes/sessions.js';
@@ -141,5 +142,6 @@ export async function buildServer(parts: ServerParts): Promise<FastifyInstance> 
   await registerSessionRoutes(app, parts);
   registerImageRoutes(app, parts);
   registerHealthRoutes(app, parts);
+  registerClientRoutes(app);
   return app;
 }
