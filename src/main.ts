@@ -13,6 +13,7 @@ import { createTieredCache } from './cache/tiered.js';
 import type { VariantCache } from './cache/variant-cache.js';
 import { type Clock, systemClock } from './clock.js';
 import type { Config } from './config/schema.js';
+import { registerDemoRoutes } from './http/routes/demo.js';
 import { registerDevRoutes } from './http/routes/dev.js';
 import { buildServer } from './http/server.js';
 import { createIngest, type Ingest } from './images/ingest.js';
@@ -153,7 +154,10 @@ export async function startPixgate(config: Config, options: StartOptions = {}): 
     sessions,
     clock,
   });
-  if (devIssuer) registerDevRoutes(server, { devIssuer });
+  if (devIssuer) {
+    registerDevRoutes(server, { devIssuer });
+    registerDemoRoutes(server, { devIssuer });
+  }
 
   let closed = false;
   const close = async () => {
