@@ -32,7 +32,10 @@ export interface RegisterOptions {
 export interface ImageAuth {
   /** Makes the worker forget its token; resolves once it acknowledged, so the next image asks getToken(). */
   refresh(): Promise<void>;
-  /** Removes the worker and stops answering its questions. */
+  /**
+   * Removes the worker. It drops its token at once and gets no other from this page; it still
+   * sees this page's requests until the page navigates (service workers end that way).
+   */
   unregister(): Promise<void>;
 }
 
@@ -94,11 +97,15 @@ export async function registerImageAuth(options: RegisterOptions): Promise<Image
 
   // Installed before anything else: a restarted worker may ask at any moment, and messages
   // queue until startMessages() (addEventListener alone does not start the queue).
+  let isUnregistered = false;
   const onMessage = (event: MessageEvent) => {
     const data = event.data as { type?: unknown } | null;
     const port = event.ports[0];
     if (data?.type !== MESSAGES.tokenRequest || !port) return;
-    void tokenOf(options.getToken).then((token) => port.postMessage({ type: MESSAGES.token, token }));
+    // After unregister() the worker still controls this page until it navigates (that is how
+    // service workers end): it gets a prompt "no token" rather than silence it would wait out.
+    const answer = isUnregistered ? Promise.resolve(null) : tokenOf(options.getToken);
+    void answer.then((token) => port.postMessage({ type: MESSAGES.token, token }));
   };
   container.addEventListener('message', onMessage);
   container.startMessages();
@@ -125,7 +132,10 @@ export async function registerImageAuth(options: RegisterOptions): Promise<Image
       await ask(worker, MESSAGES.forget, MESSAGES.forgotten, timeoutMs);
     },
     async unregister() {
-      container.removeEventListener('message', onMessage);
+      isUnregistered = true;
+      const worker = container.controller ?? registration.active;
+      // The worker forgets the token now: images from here on go without a credential.
+      if (worker) await ask(worker, MESSAGES.forget, MESSAGES.forgotten, timeoutMs).catch(() => undefined);
       await registration.unregister();
     },
   };

@@ -136,7 +136,7 @@ describe.skipIf(!run)('in Chromium', () => {
     expect(await page.evaluate(`window.loadImg('${imageUrl()}')`)).toBe(0);
   });
 
-  it('service worker: plain <img> works, survives a forced restart, and picks up a refreshed token', async () => {
+  it('service worker: plain <img> works, survives a forced restart and Shift+Reload, picks up a refreshed token', async () => {
     await page.evaluate(`window.token = '${alice}'`);
     await page.evaluate(
       `window.pixgate.registerImageAuth({ getToken: window.getToken }).then((auth) => { window.auth = auth; })`,
@@ -168,8 +168,20 @@ describe.skipIf(!run)('in Chromium', () => {
     await page.evaluate('window.auth.refresh()');
     expect(await page.evaluate(`window.loadImg('${imageUrl()}')`)).toBe(0);
 
-    // A new page is controlled at once by the registered worker.
+    // Shift+Reload bypasses the worker: the reloaded page is not controlled until
+    // registerImageAuth asks the running worker to claim it again.
+    await cdp.send('Page.reload', { ignoreCache: true });
+    await page.waitForLoadState('load');
+    await page.waitForFunction('window.ready === true');
+    expect(await page.evaluate('navigator.serviceWorker.controller === null')).toBe(true);
     await page.evaluate(`window.token = '${alice}'`);
+    await page.evaluate(
+      'window.pixgate.registerImageAuth({ getToken: window.getToken }).then((auth) => { window.auth = auth; })',
+    );
+    expect(await page.evaluate('navigator.serviceWorker.controller !== null')).toBe(true);
+    expect(await page.evaluate(`window.loadImg('${imageUrl()}')`)).toBeGreaterThan(0);
+
+    // Unregistered: plain <img> is back to having no credential.
     await page.evaluate('window.auth.unregister()');
     expect(await page.evaluate(`window.loadImg('${imageUrl()}')`)).toBe(0);
   });
