@@ -103,7 +103,7 @@ function thumbnail(image: ImageMeta): HTMLElement {
   view.addEventListener('click', () => {
     for (const other of document.querySelectorAll('.thumb.selected')) other.classList.remove('selected');
     card.classList.add('selected');
-    showMethods(image.id);
+    showMethods(image);
   });
   return card;
 }
@@ -237,10 +237,12 @@ const methods: Method[] = [
   },
 ];
 
-function showMethods(id: string): void {
+function showMethods(image: ImageMeta): void {
+  const { id } = image;
   state.selected = id;
   $('#viewer').hidden = false;
-  $('#viewer-id').textContent = `image ${id}`;
+  // No id on screen: the README's screenshot stays the same from one test run to the next.
+  $('#viewer-id').textContent = `${image.width}×${image.height} original, shown at 360×270 by each method`;
   const cards = methods.map((method) => {
     const stage = el('div', { class: 'stage' });
     const status = el('span', { class: 'status' }, ['loading']);
@@ -274,9 +276,9 @@ $<HTMLFormElement>('#upload-form').addEventListener('submit', (event) => {
     body: file,
   })
     .then(async (response) => {
-      const body = (await response.json()) as { id?: string; error?: { message: string } };
+      const body = (await response.json()) as Partial<ImageMeta> & { error?: { message: string } };
       status.textContent = response.ok
-        ? `stored as ${body.id ?? ''}`
+        ? `stored: ${body.width ?? '?'}×${body.height ?? '?'}, ${body.visibility ?? ''}`
         : `refused: ${body.error?.message ?? ''}`;
       await showLibrary();
     })
