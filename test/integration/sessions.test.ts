@@ -114,6 +114,19 @@ describe('POST /v1/sessions', () => {
   });
 });
 
+it('SameSite=Lax when PIXGATE_COOKIE_SAMESITE=Lax', async () => {
+  const lax = await startTestServer({ dev: true, cookieSamesite: 'Lax' });
+  try {
+    const response = await fetch(`${lax.url}/v1/sessions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${await lax.token('alice')}` },
+    });
+    expect(response.headers.get('set-cookie')).toMatch(/; SameSite=Lax/);
+  } finally {
+    await lax.destroy();
+  }
+});
+
 describe('HTTPS: the __Host- cookie', () => {
   it('is named __Host- and Secure behind a trusted proxy saying https', async () => {
     const proxied = await startTestServer({ dev: true, trustProxy: true });
