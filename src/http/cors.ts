@@ -16,8 +16,9 @@ export async function registerCors(app: FastifyInstance, origins: readonly strin
     allowedHeaders: ['Authorization', 'Content-Type', 'Accept', 'If-None-Match'],
     exposedHeaders: ['ETag', 'Location', 'Pixgate-Clamped', 'Retry-After', 'WWW-Authenticate'],
     maxAge: 600,
-    // A preflight that names no Access-Control-Request-Method is not one: 400, not a guess.
-    strictPreflight: true,
+    // Not strict: the plugin would answer a preflight without Access-Control-Request-Method with
+    // its own text/plain 400, outside our error format; answered like any preflight instead.
+    strictPreflight: false,
   });
   // Routes set their own Vary (images: Accept) after the plugin's onRequest added Origin, which
   // would drop it; a cache must still key every answer on the Origin it was allowed for.
