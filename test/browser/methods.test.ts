@@ -90,6 +90,10 @@ describe.skipIf(!run)('in Chromium', () => {
       await page.evaluate(`window.pixgate.loadAsDataUri(new Image(), '${imageUrl()}', () => '${bob}')
       .then(() => 200, (error) => error.status)`);
     expect(status).toBe(404);
+    const invalid =
+      await page.evaluate(`window.pixgate.loadAsDataUri(new Image(), '${imageUrl()}', () => 'x.y.z')
+      .then(() => 200, (error) => error.status)`);
+    expect(invalid).toBe(401);
   });
 
   it('query parameter: a plain <img> loads, a bad token does not', async () => {
