@@ -8,28 +8,11 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Clock } from '../clock.js';
 import { AppError } from '../errors.js';
+import type { SessionStore } from '../store/session-store.js';
 import type { Principal } from './principal.js';
 
-export interface SessionRecord {
-  /** base64url SHA-256 of the session id. */
-  readonly idHash: string;
-  readonly subject: string;
-  readonly scopes: readonly string[];
-  /** Milliseconds since the epoch. */
-  readonly expiresAt: number;
-  readonly createdAt: number;
-}
-
-/** Where sessions live: SQLite in the embedded default (they survive a restart); Redis when scaled out. */
-export interface SessionStore {
-  insert(session: SessionRecord): Promise<void>;
-  get(idHash: string): Promise<SessionRecord | undefined>;
-  /** Returns whether a row was deleted. */
-  delete(idHash: string): Promise<boolean>;
-  /** Removes every session that ended before `now` (ms); returns how many. */
-  deleteExpired(now: number): Promise<number>;
-  close(): Promise<void>;
-}
+// The store's shape lives with the store (imports go down only, DESIGN.md); re-exported here.
+export type { SessionRecord, SessionStore } from '../store/session-store.js';
 
 export interface StartedSession {
   /** The cookie value. Only the client ever holds it. */

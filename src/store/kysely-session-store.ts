@@ -1,7 +1,7 @@
 import { Kysely, SqliteDialect } from 'kysely';
-import type { SessionRecord, SessionStore } from '../auth/sessions.js';
 import type { Database } from './database.js';
 import { migrateToLatest } from './migrate.js';
+import type { SessionRecord, SessionStore } from './session-store.js';
 import { openSqliteDatabase } from './sqlite.js';
 
 /**
