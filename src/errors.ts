@@ -24,6 +24,9 @@ export const errorStatus = {
   insufficient_storage: 507,
   // Issue 5 (private origins): uploads to an origin pixgate may only read (HTTP).
   read_only_storage: 403,
+  // Issue 3: sessions and the JSON form.
+  csrf_failed: 403,
+  output_too_large: 422,
 } as const;
 
 export type ErrorCode = keyof typeof errorStatus;

@@ -5,6 +5,7 @@ import type { FastifyInstance } from 'fastify';
 import { createAuthenticator } from './auth/authenticate.js';
 import { loadDevIssuer } from './auth/dev-issuer.js';
 import { createTokenVerifier } from './auth/jwt.js';
+import { createSessions } from './auth/sessions.js';
 import { createDiskCache } from './cache/disk.js';
 import { createMemoryCache } from './cache/memory.js';
 import { createNoCache } from './cache/no-cache.js';
@@ -12,6 +13,7 @@ import { createTieredCache } from './cache/tiered.js';
 import type { VariantCache } from './cache/variant-cache.js';
 import { type Clock, systemClock } from './clock.js';
 import type { Config } from './config/schema.js';
+import { registerDemoRoutes } from './http/routes/demo.js';
 import { registerDevRoutes } from './http/routes/dev.js';
 import { buildServer } from './http/server.js';
 import { createIngest, type Ingest } from './images/ingest.js';
@@ -25,6 +27,7 @@ import { parseS3Url } from './origins/location.js';
 import { openOrigin, s3ClientFor } from './origins/open.js';
 import type { Origin } from './origins/origin.js';
 import { withImageCache } from './store/cached-store.js';
+import { openSqliteSessionStore } from './store/kysely-session-store.js';
 import { openSqliteStore } from './store/sqlite.js';
 import type { Store } from './store/store.js';
 
@@ -149,6 +152,10 @@ export async function startPixgate(config: Config, options: StartOptions = {}): 
     onRendered: (format, seconds) => metrics.transformDuration.observe({ format }, seconds),
   });
 
+  // After openStorage: the store's open has migrated the database the sessions live in.
+  const sessionStore = await openSqliteSessionStore(join(config.dataDir, 'pixgate.db'));
+  const sessions = createSessions({ store: sessionStore, clock, maxSeconds: config.sessionMaxSeconds });
+
   const server = await buildServer({
     config,
     logger,
@@ -159,8 +166,13 @@ export async function startPixgate(config: Config, options: StartOptions = {}): 
     variants,
     ingest: storage.ingest,
     authenticate,
+    sessions,
+    clock,
   });
-  if (devIssuer) registerDevRoutes(server, { devIssuer });
+  if (devIssuer) {
+    registerDevRoutes(server, { devIssuer });
+    registerDemoRoutes(server, { devIssuer });
+  }
 
   let closed = false;
   const close = async () => {
@@ -169,6 +181,7 @@ export async function startPixgate(config: Config, options: StartOptions = {}): 
     await server.close();
     await variants.drain();
     await cache.close();
+    await sessionStore.close();
     await storage.close();
     logger.flush();
   };

@@ -21,7 +21,7 @@ export async function runServe(context: CommandContext, purpose: 'serve' | 'dev'
   pixgate.server.log.info({ url: pixgate.url, dev: config.dev }, 'pixgate listening');
   if (config.dev) {
     process.stderr.write(
-      `  ${pixgate.url.replace('127.0.0.1', 'localhost')} — get a token with: npx pixgate token --sub alice
+      `  demo page: ${pixgate.url.replace('127.0.0.1', 'localhost')}/ — or get a token with: npx pixgate token --sub alice
 
 `,
     );

@@ -83,6 +83,23 @@ const sizesList = z.preprocess(
   ),
 );
 
+/** A comma list of web origins: `https://app.example`, no path, no trailing slash. */
+const originList = z.preprocess(
+  (value) =>
+    typeof value === 'string'
+      ? value
+          .split(',')
+          .map((part) => part.trim())
+          .filter((part) => part !== '')
+      : value,
+  z.array(
+    z.string().refine((value) => URL.canParse(value) && new URL(value).origin === value, {
+      error: 'Expected a comma list of origins such as https://app.example (no path, no trailing slash)',
+    }),
+    { error: 'Expected a comma list of origins' },
+  ),
+);
+
 const presetSchema = z
   .object({
     w: z.number().int().positive().optional(),
@@ -209,6 +226,15 @@ export const ConfigSchema = z
     originScope: text.optional(),
     /** One whole read from an S3 or HTTP origin (token, redirects, body); beyond it, 504. */
     originTimeoutSeconds: integer(1, 600).default(15),
+    // Issue 3: carrying the credential in a browser (sessions, JSON form, CORS).
+    /** Longest a session lasts, whatever the token's own `exp`. */
+    sessionMaxSeconds: integer(60, 30 * 86400).default(86400),
+    /** SameSite of the session cookie (PIXGATE_COOKIE_SAMESITE, SPEC §7): Strict or Lax. */
+    cookieSamesite: z.enum(['Strict', 'Lax'], { error: 'Expected Strict or Lax' }).default('Strict'),
+    /** Cap of the JSON (data URI) form's encoded image, before base64 (422 output_too_large). */
+    jsonMaxBytes: bytes(1, 512 * 1024 ** 2).default(5 * 1024 ** 2),
+    /** Page origins allowed to call pixgate cross-origin (exact `scheme://host[:port]`). */
+    corsOrigins: originList.default([]),
 
     metricsToken: text.optional(),
     trustProxy: boolean.default(false),

@@ -7,7 +7,7 @@ import { requestState } from './request-state.js';
 export interface Caller {
   readonly principal: Principal | null;
   /** How the credential came: decides caching (a query token makes a response `no-store`). */
-  readonly source: 'none' | 'header' | 'query';
+  readonly source: 'none' | 'header' | 'query' | 'cookie';
 }
 
 /** The raw query, so that a repeated parameter is seen as repeated (strict parsing, SPEC §4). */
@@ -39,7 +39,14 @@ export async function identify(
     query: options.query ?? rawQuery(request),
     allowQuery: options.allowQuery,
   });
+  const state = requestState(request);
+  // The cookie counts only without an explicit credential (SPEC §3); session-cookie.ts put it here.
+  if (credential.kind === 'none' && state.session) {
+    state.principal = state.session.principal;
+    state.viaCookie = true;
+    return { principal: state.session.principal, source: 'cookie' };
+  }
   const principal = await authenticate(credential);
-  requestState(request).principal = principal;
+  state.principal = principal;
   return { principal, source: credential.kind === 'none' ? 'none' : credential.source };
 }

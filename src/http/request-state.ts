@@ -6,6 +6,10 @@ import type { AppError } from '../errors.js';
 export interface RequestState {
   principal?: Principal | null;
   error?: AppError;
+  /** A live session from the cookie, where the cookie may count (http/session-cookie.ts). */
+  session?: { readonly id: string; readonly principal: Principal };
+  /** The principal came from the session cookie: `Vary: Cookie`, never public. */
+  viaCookie?: boolean;
 }
 
 declare module 'fastify' {

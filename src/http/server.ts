@@ -8,7 +8,9 @@ import Fastify, {
   LogController,
 } from 'fastify';
 import type { Authenticator } from '../auth/authenticate.js';
+import type { Sessions } from '../auth/sessions.js';
 import type { VariantCache } from '../cache/variant-cache.js';
+import type { Clock } from '../clock.js';
 import type { Config } from '../config/schema.js';
 import { AppError } from '../errors.js';
 import type { Ingest } from '../images/ingest.js';
@@ -17,11 +19,14 @@ import { type Logger, redactUrl } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import type { Origin } from '../origins/origin.js';
 import type { Store } from '../store/store.js';
+import { registerCors } from './cors.js';
 import { securityHeaders } from './headers.js';
 import { sendError } from './reply.js';
 import { requestState } from './request-state.js';
+import { registerClientRoutes } from './routes/client.js';
 import { registerHealthRoutes } from './routes/health.js';
 import { registerImageRoutes } from './routes/images.js';
+import { registerSessionRoutes } from './routes/sessions.js';
 
 export interface ServerParts {
   readonly config: Config;
@@ -33,6 +38,8 @@ export interface ServerParts {
   readonly variants: VariantService;
   readonly ingest: Ingest;
   readonly authenticate: Authenticator;
+  readonly sessions: Sessions;
+  readonly clock: Clock;
 }
 
 const LOOPBACK_NAMES = /^(localhost|127\.0\.0\.1|\[::1\]|[a-z0-9-]+\.localhost)$/i;
@@ -78,6 +85,7 @@ export async function buildServer(parts: ServerParts): Promise<FastifyInstance> 
   });
 
   await app.register(multipart);
+  await registerCors(app, config.corsOrigins);
   // Raw uploads: the handler gets the request stream itself and counts the bytes (ingest.ts).
   app.addContentTypeParser(/^(image\/[\w.+-]+|application\/octet-stream)$/, (_request, payload, done) => {
     done(null, payload);
@@ -130,7 +138,10 @@ export async function buildServer(parts: ServerParts): Promise<FastifyInstance> 
     throw new AppError('not_found', 'No such route');
   });
 
+  // Before the image routes: its preHandler turns a session cookie into their principal.
+  await registerSessionRoutes(app, parts);
   registerImageRoutes(app, parts);
   registerHealthRoutes(app, parts);
+  registerClientRoutes(app);
   return app;
 }

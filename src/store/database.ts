@@ -32,6 +32,16 @@ export interface ImagesTable {
   created_at: Int8;
 }
 
+/** Issue 3 (migrations/0002-sessions.ts). */
+export interface SessionsTable {
+  id_hash: string;
+  subject: string;
+  scopes: string;
+  expires_at: Int8;
+  created_at: Int8;
+}
+
 export interface Database {
   images: ImagesTable;
+  sessions: SessionsTable;
 }

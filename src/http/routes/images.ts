@@ -30,6 +30,7 @@ import { isImageId } from '../../store/ids.js';
 import { type ImageRecord, type Store, visibilities } from '../../store/store.js';
 import { type Caller, identify, rawQuery } from '../authenticate.js';
 import { matchesIfNoneMatch, VARY_IMAGE } from '../headers.js';
+import { jsonFormEtag, outputTooLarge, sendJsonForm, wantsJsonForm } from '../json-form.js';
 import { isJsonRequest, registerFromJson } from './register.js';
 
 export interface ImageRoutesOptions {
@@ -115,13 +116,22 @@ export function registerImageRoutes(app: FastifyInstance, options: ImageRoutesOp
     const record = image as ImageRecord;
 
     reply.header('vary', VARY_IMAGE).header('cache-control', cacheControl(caller, record, decision));
+    const asJson = wantsJsonForm(request.headers.accept);
 
     if (decision.kind === 'original') {
-      const etag = `"${record.originEtag}"`;
+      const etag = asJson ? jsonFormEtag(`"${record.originEtag}"`) : `"${record.originEtag}"`;
       reply.header('etag', etag);
       if (matchesIfNoneMatch(request.headers['if-none-match'], etag)) return reply.code(304).send();
+      // Known before reading a byte from the origin.
+      if (asJson && record.bytes > config.jsonMaxBytes)
+        throw outputTooLarge(record.bytes, config.jsonMaxBytes);
       const original = await variants.original(record);
-      return reply.type(contentTypes[record.format] ?? 'application/octet-stream').send(original.body);
+      const contentType = contentTypes[record.format] ?? 'application/octet-stream';
+      if (asJson) {
+        const { width, height } = record;
+        return sendJsonForm(reply, { body: original.body, contentType, width, height }, config.jsonMaxBytes);
+      }
+      return reply.type(contentType).send(original.body);
     }
 
     const { transform } = decision;
@@ -135,13 +145,14 @@ export function registerImageRoutes(app: FastifyInstance, options: ImageRoutesOp
     );
     const plan: RenderPlan = { transform, format, quality: transform.q ?? defaultQuality[format] };
     const key = variantKey(record, canonicalTransform(transform), format);
-    const etag = etagOf(key);
+    const etag = asJson ? jsonFormEtag(etagOf(key)) : etagOf(key);
     reply.header('etag', etag);
     if (decision.isClamped) reply.header('pixgate-clamped', '1');
     // Decided before any processing: a revalidation costs no sharp work and no origin read.
     if (matchesIfNoneMatch(request.headers['if-none-match'], etag)) return reply.code(304).send();
 
     const variant = await variants.variant(record, plan, key);
+    if (asJson) return sendJsonForm(reply, variant, config.jsonMaxBytes);
     return reply.type(variant.contentType).send(variant.body);
   }
 

@@ -1,5 +1,6 @@
 import type { Migration, MigrationProvider } from 'kysely';
 import * as images from './0001-images.js';
+import * as sessions from './0002-sessions.js';
 
 /**
  * Every migration, imported statically: they are compiled with the rest into dist/ and run the
@@ -9,6 +10,7 @@ import * as images from './0001-images.js';
  */
 export const migrations: Readonly<Record<string, Migration>> = {
   '0001-images': images,
+  '0002-sessions': sessions,
 };
 
 export const migrationProvider: MigrationProvider = {

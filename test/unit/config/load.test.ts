@@ -99,9 +99,30 @@ describe('defaults', () => {
       imageCacheTtlSeconds: 5,
       s3ForcePathStyle: false,
       originTimeoutSeconds: 15,
+      sessionMaxSeconds: 86400,
+      cookieSamesite: 'Strict',
+      jsonMaxBytes: 5 * MiB,
+      corsOrigins: [],
       trustProxy: false,
       logLevel: 'info',
     });
+  });
+
+  it('read the browser settings of issue 3', () => {
+    const config = load({
+      env: {
+        PIXGATE_COOKIE_SAMESITE: 'Lax',
+        PIXGATE_JSON_MAX_BYTES: '1MiB',
+        PIXGATE_CORS_ORIGINS: 'https://app.example, http://localhost:5173',
+        PIXGATE_SESSION_MAX_SECONDS: '600',
+      },
+    });
+    expect(config.cookieSamesite).toBe('Lax');
+    expect(config.jsonMaxBytes).toBe(MiB);
+    expect(config.corsOrigins).toEqual(['https://app.example', 'http://localhost:5173']);
+    expect(config.sessionMaxSeconds).toBe(600);
+    expect(() => load({ env: { PIXGATE_CORS_ORIGINS: 'https://app.example/path' } })).toThrow(/origins/);
+    expect(() => load({ env: { PIXGATE_COOKIE_SAMESITE: 'None' } })).toThrow(/Strict or Lax/);
   });
 
   it('ignore environment variables that are not PIXGATE_ ones', () => {

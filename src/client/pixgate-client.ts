@@ -1,0 +1,259 @@
+/**
+ * pixgate's browser library, served as the ES module `/pixgate-client.js` (SPEC §3): every way a
+ * page can show a protected image when `<img src>` cannot send `Authorization`.
+ *
+ *   registerImageAuth()   service worker: plain `<img src>` works afterwards
+ *   loadAsBlob()          fetch with the header, then an object URL
+ *   loadAsDataUri()       the JSON form, then a `data:` URL
+ *   startSession()        the session cookie (same site only), endSession(), sessionFetch()
+ *   createImageAuthHandler()  the worker logic, for an app's own service worker
+ */
+import { MESSAGES, type TokenSource } from './pixgate-image-auth.js';
+
+export {
+  createImageAuthHandler,
+  type ImageAuthHandler,
+  type ImageAuthHandlerOptions,
+  type TokenSource,
+} from './pixgate-image-auth.js';
+
+export interface RegisterOptions {
+  /** Answers the worker's token questions: called again after refresh() or a 401. */
+  readonly getToken: TokenSource;
+  readonly imagePrefix?: string;
+  /** Must contain the page (a worker scoped to the images gets no events from the page). */
+  readonly scope?: string;
+  /** Where pixgate serves the worker; same origin as the page. */
+  readonly scriptUrl?: string;
+  /** How long to wait for the worker to control the page or acknowledge a message. */
+  readonly timeoutMs?: number;
+}
+
+export interface ImageAuth {
+  /** Makes the worker forget its token; resolves once it acknowledged, so the next image asks getToken(). */
+  refresh(): Promise<void>;
+  /**
+   * Removes the worker. It drops its token at once and gets no other from this page; it still
+   * sees this page's requests until the page navigates (service workers end that way).
+   */
+  unregister(): Promise<void>;
+}
+
+/** A failed fetch of an image: the status tells a missing credential (401) from a missing image (404). */
+export class ImageLoadError extends Error {
+  readonly status: number;
+  readonly code: string | undefined;
+  constructor(status: number, code: string | undefined) {
+    super(`pixgate answered ${status}${code ? ` ${code}` : ''}`);
+    this.name = 'ImageLoadError';
+    this.status = status;
+    this.code = code;
+  }
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`pixgate: ${what} took over ${ms} ms`)), ms);
+    promise.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (error: unknown) => {
+        clearTimeout(timer);
+        reject(error instanceof Error ? error : new Error(String(error)));
+      },
+    );
+  });
+}
+
+/** Posts a message with a reply port and waits for the answer of type `expected`. */
+function ask(worker: ServiceWorker, type: string, expected: string, ms: number): Promise<void> {
+  const channel = new MessageChannel();
+  const answered = new Promise<void>((resolve) => {
+    channel.port1.onmessage = (event: MessageEvent) => {
+      if ((event.data as { type?: unknown } | null)?.type === expected) resolve();
+    };
+  });
+  worker.postMessage({ type }, [channel.port2]);
+  return withTimeout(answered, ms, `the service worker's answer to ${type}`).finally(() =>
+    channel.port1.close(),
+  );
+}
+
+async function tokenOf(getToken: TokenSource): Promise<string | null> {
+  try {
+    return (await getToken()) ?? null;
+  } catch {
+    return null;
+  }
+}
+
+export async function registerImageAuth(options: RegisterOptions): Promise<ImageAuth> {
+  const container = navigator.serviceWorker;
+  if (!container) throw new Error('pixgate: service workers need a secure context (HTTPS or localhost)');
+  const timeoutMs = options.timeoutMs ?? 10_000;
+  const prefix = options.imagePrefix ?? '/v1/images/';
+
+  // Installed before anything else: a restarted worker may ask at any moment, and messages
+  // queue until startMessages() (addEventListener alone does not start the queue).
+  let isUnregistered = false;
+  const onMessage = (event: MessageEvent) => {
+    const data = event.data as { type?: unknown } | null;
+    const port = event.ports[0];
+    if (data?.type !== MESSAGES.tokenRequest || !port) return;
+    // After unregister() the worker still controls this page until it navigates (that is how
+    // service workers end): it gets a prompt "no token" rather than silence it would wait out.
+    const answer = isUnregistered ? Promise.resolve(null) : tokenOf(options.getToken);
+    void answer.then((token) => port.postMessage({ type: MESSAGES.token, token }));
+  };
+  container.addEventListener('message', onMessage);
+  container.startMessages();
+
+  const script = `${options.scriptUrl ?? '/pixgate-sw.js'}?prefix=${encodeURIComponent(prefix)}`;
+  let registration: ServiceWorkerRegistration;
+  try {
+    registration = await container.register(script, {
+      scope: options.scope ?? '/',
+      type: 'module',
+      // The worker script is always checked with the server, never taken from the HTTP cache.
+      updateViaCache: 'none',
+    });
+    await untilControlled(container, timeoutMs);
+  } catch (error) {
+    container.removeEventListener('message', onMessage);
+    throw error;
+  }
+
+  return {
+    async refresh() {
+      const worker = container.controller ?? registration.active;
+      if (!worker) throw new Error('pixgate: no active service worker to refresh');
+      await ask(worker, MESSAGES.forget, MESSAGES.forgotten, timeoutMs);
+    },
+    async unregister() {
+      isUnregistered = true;
+      const worker = container.controller ?? registration.active;
+      // The worker forgets the token now: images from here on go without a credential.
+      if (worker) await ask(worker, MESSAGES.forget, MESSAGES.forgotten, timeoutMs).catch(() => undefined);
+      await registration.unregister();
+    },
+  };
+}
+
+/**
+ * `ready` resolving does not mean this page is controlled: wait for `controllerchange`. After
+ * Shift+Reload the worker runs but does not control the page until it claims it again.
+ */
+async function untilControlled(container: ServiceWorkerContainer, timeoutMs: number): Promise<void> {
+  if (container.controller) return;
+  const changed = new Promise<void>((resolve) =>
+    container.addEventListener('controllerchange', () => resolve(), { once: true }),
+  );
+  const ready = await withTimeout(container.ready, timeoutMs, 'the service worker activation');
+  if (container.controller) return;
+  ready.active?.postMessage({ type: MESSAGES.claim }, [new MessageChannel().port2]);
+  await withTimeout(changed, timeoutMs, 'taking control of the page');
+}
+
+async function failure(response: Response): Promise<ImageLoadError> {
+  let code: string | undefined;
+  try {
+    code = ((await response.json()) as { error?: { code?: string } }).error?.code;
+  } catch {
+    code = undefined;
+  }
+  return new ImageLoadError(response.status, code);
+}
+
+function show(img: HTMLImageElement, src: string, onSettled?: () => void): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    img.addEventListener(
+      'load',
+      () => {
+        onSettled?.();
+        resolve();
+      },
+      { once: true },
+    );
+    img.addEventListener(
+      'error',
+      () => {
+        onSettled?.();
+        reject(new Error('pixgate: the image could not be decoded'));
+      },
+      { once: true },
+    );
+    img.src = src;
+  });
+}
+
+async function authorizedFetch(url: string, getToken: TokenSource, accept?: string): Promise<Response> {
+  const token = await tokenOf(getToken);
+  const headers = new Headers();
+  if (token) headers.set('authorization', `Bearer ${token}`);
+  if (accept) headers.set('accept', accept);
+  const response = await fetch(url, { headers, credentials: 'omit' });
+  if (!response.ok) throw await failure(response);
+  return response;
+}
+
+/**
+ * Fetches the image with `Authorization` and shows it through an object URL, revoked once the
+ * image has loaded (revoking right after setting `src` breaks it). Needs `img-src blob:` in a CSP.
+ */
+export async function loadAsBlob(img: HTMLImageElement, url: string, getToken: TokenSource): Promise<void> {
+  const response = await authorizedFetch(url, getToken);
+  const objectUrl = URL.createObjectURL(await response.blob());
+  await show(img, objectUrl, () => URL.revokeObjectURL(objectUrl));
+}
+
+/** The JSON form (`Accept: application/json`) as a `data:` URL. Needs `img-src data:` in a CSP. */
+export async function loadAsDataUri(
+  img: HTMLImageElement,
+  url: string,
+  getToken: TokenSource,
+): Promise<void> {
+  // image/avif and image/webp listed: format=auto picks from this Accept too.
+  const response = await authorizedFetch(url, getToken, 'application/json, image/avif, image/webp');
+  const form = (await response.json()) as { mimeType: string; base64Content: string };
+  await show(img, `data:${form.mimeType};base64,${form.base64Content}`);
+}
+
+let csrfToken: string | null = null;
+
+export interface SessionInfo {
+  readonly expiresAt: string;
+  readonly csrfToken: string;
+}
+
+/**
+ * Trades the token for the session cookie: afterwards plain `<img src>` works on this site. The
+ * cookie is HttpOnly; the CSRF token is kept here for unsafe calls (sessionFetch, endSession).
+ */
+export async function startSession(token: string, baseUrl = ''): Promise<SessionInfo> {
+  const response = await fetch(`${baseUrl}/v1/sessions`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}` },
+    credentials: 'same-origin',
+  });
+  if (response.status !== 201) throw await failure(response);
+  const info = (await response.json()) as SessionInfo;
+  csrfToken = info.csrfToken;
+  return info;
+}
+
+/** fetch() carried by the session cookie, with the CSRF token on unsafe methods. */
+export function sessionFetch(input: string, init: RequestInit = {}): Promise<Response> {
+  const headers = new Headers(init.headers);
+  const method = (init.method ?? 'GET').toUpperCase();
+  if (csrfToken && method !== 'GET' && method !== 'HEAD') headers.set('x-csrf-token', csrfToken);
+  return fetch(input, { ...init, headers, credentials: 'same-origin' });
+}
+
+/** Ends the session server-side: the cookie's value is useless from then on. */
+export async function endSession(baseUrl = ''): Promise<void> {
+  const response = await sessionFetch(`${baseUrl}/v1/sessions/current`, { method: 'DELETE' });
+  csrfToken = null;
+  if (response.status !== 204) throw await failure(response);
+}

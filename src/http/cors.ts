@@ -1,0 +1,31 @@
+import cors from '@fastify/cors';
+import type { FastifyInstance } from 'fastify';
+
+/**
+ * CORS for pages on other origins (SPEC §3.5), only for the configured `corsOrigins`: their
+ * service worker (createImageAuthHandler) fetches images with `Authorization`, which needs a
+ * preflight. Never `Access-Control-Allow-Credentials`: the cookie is for same-site pages only,
+ * and a cross-origin page always states its credential explicitly.
+ */
+export async function registerCors(app: FastifyInstance, origins: readonly string[]): Promise<void> {
+  if (origins.length === 0) return;
+  await app.register(cors, {
+    origin: [...origins],
+    credentials: false,
+    methods: ['GET', 'HEAD', 'POST', 'PATCH', 'DELETE'],
+    allowedHeaders: ['Authorization', 'Content-Type', 'Accept', 'If-None-Match'],
+    exposedHeaders: ['ETag', 'Location', 'Pixgate-Clamped', 'Retry-After', 'WWW-Authenticate'],
+    maxAge: 600,
+    // Not strict: the plugin would answer a preflight without Access-Control-Request-Method with
+    // its own text/plain 400, outside our error format; answered like any preflight instead.
+    strictPreflight: false,
+  });
+  // Routes set their own Vary (images: Accept) after the plugin's onRequest added Origin, which
+  // would drop it; a cache must still key every answer on the Origin it was allowed for.
+  app.addHook('onSend', (_request, reply, payload, done) => {
+    const vary = reply.getHeader('vary');
+    const text = vary === undefined ? '' : String(vary);
+    if (!/(^|,\s*)origin(\s*,|$)/i.test(text)) reply.header('vary', text ? `${text}, Origin` : 'Origin');
+    done(null, payload);
+  });
+}

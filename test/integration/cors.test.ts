@@ -1,0 +1,88 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { synth } from '../helpers/images.js';
+import { startTestServer, type TestServer } from '../helpers/pixgate.js';
+
+/** CORS only for PIXGATE_CORS_ORIGINS (SPEC §3.5): preflight, Authorization, Vary: Origin, no credentials. */
+
+const APP = 'http://app.localhost:5173';
+let server: TestServer;
+let alice: string;
+let id: string;
+
+beforeAll(async () => {
+  server = await startTestServer({ dev: true, corsOrigins: `${APP},https://other.example` });
+  alice = await server.token('alice');
+  const image = await synth('png', 40, 30);
+  const response = await fetch(`${server.url}/v1/images`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${alice}`, 'content-type': 'image/png' },
+    body: image.body,
+  });
+  id = ((await response.json()) as { id: string }).id;
+});
+afterAll(() => server.destroy());
+
+const preflight = (origin: string, requestHeaders = 'authorization') =>
+  fetch(`${server.url}/v1/images/${id}?w=20`, {
+    method: 'OPTIONS',
+    headers: {
+      origin,
+      'access-control-request-method': 'GET',
+      'access-control-request-headers': requestHeaders,
+    },
+  });
+
+describe('a configured origin', () => {
+  it('passes the preflight with Authorization allowed and no credentials', async () => {
+    const response = await preflight(APP);
+    expect(response.status).toBe(204);
+    expect(response.headers.get('access-control-allow-origin')).toBe(APP);
+    expect(response.headers.get('access-control-allow-headers')?.toLowerCase()).toContain('authorization');
+    expect(response.headers.get('access-control-allow-methods')).toContain('GET');
+    expect(response.headers.get('access-control-allow-credentials')).toBeNull();
+    expect(response.headers.get('vary')).toMatch(/Origin/);
+  });
+
+  it('reads an image with its bearer token, Vary: Accept, Origin', async () => {
+    const response = await fetch(`${server.url}/v1/images/${id}?w=20`, {
+      headers: { origin: APP, authorization: `Bearer ${alice}` },
+    });
+    expect(response.status).toBe(200);
+    expect(response.headers.get('access-control-allow-origin')).toBe(APP);
+    expect(response.headers.get('access-control-allow-credentials')).toBeNull();
+    expect(response.headers.get('access-control-expose-headers')).toContain('ETag');
+    expect(response.headers.get('vary')).toBe('Accept, Origin');
+  });
+
+  it('reads error answers too (a 401 a page can tell apart)', async () => {
+    const response = await fetch(`${server.url}/v1/images/${id}`, { headers: { origin: APP } });
+    expect(response.status).toBe(401);
+    expect(response.headers.get('access-control-allow-origin')).toBe(APP);
+  });
+});
+
+describe('any other origin', () => {
+  it('gets no CORS headers, preflight or not', async () => {
+    const pre = await preflight('https://evil.example');
+    expect(pre.headers.get('access-control-allow-origin')).toBeNull();
+    const response = await fetch(`${server.url}/v1/images/${id}?w=20`, {
+      headers: { origin: 'https://evil.example', authorization: `Bearer ${alice}` },
+    });
+    expect(response.headers.get('access-control-allow-origin')).toBeNull();
+    expect(response.headers.get('vary')).toMatch(/Origin/);
+  });
+});
+
+it('without PIXGATE_CORS_ORIGINS there is no CORS at all', async () => {
+  const plain = await startTestServer({ dev: true });
+  try {
+    const response = await fetch(`${plain.url}/v1/images/${id}`, {
+      method: 'OPTIONS',
+      headers: { origin: APP, 'access-control-request-method': 'GET' },
+    });
+    expect(response.headers.get('access-control-allow-origin')).toBeNull();
+    expect(response.status).toBe(404);
+  } finally {
+    await plain.destroy();
+  }
+});
