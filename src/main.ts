@@ -5,6 +5,7 @@ import type { FastifyInstance } from 'fastify';
 import { createAuthenticator } from './auth/authenticate.js';
 import { loadDevIssuer } from './auth/dev-issuer.js';
 import { createTokenVerifier } from './auth/jwt.js';
+import { createSignedUrls, loadDevSigningKey } from './auth/signed-url.js';
 import { createDiskCache } from './cache/disk.js';
 import { createMemoryCache } from './cache/memory.js';
 import { createNoCache } from './cache/no-cache.js';
@@ -18,6 +19,8 @@ import { createIngest, type Ingest } from './images/ingest.js';
 import { createPipeline } from './images/pipeline.js';
 import { createVariantService } from './images/variants.js';
 import { createWorkQueue } from './images/work-queue.js';
+import { createMemoryLimiter } from './limits/limiter.js';
+import { createLimits } from './limits/limits.js';
 import { createLogger, type Logger } from './logger.js';
 import { createMetrics } from './metrics.js';
 import { createBufferPool } from './origins/buffer-pool.js';
@@ -117,6 +120,20 @@ export async function startPixgate(config: Config, options: StartOptions = {}): 
   });
   const authenticate = createAuthenticator({ jwt: verifier });
 
+  // Issue 4: signed URLs (dev mode makes its own key), and the in-process limits.
+  const signingKeys =
+    config.signingKeys.length === 0 && config.dev
+      ? [await loadDevSigningKey(config.dataDir)]
+      : config.signingKeys;
+  const signedUrls = createSignedUrls(signingKeys, config.signedUrlBucket);
+  const limits = createLimits({
+    rateLimit: config.rateLimit,
+    scrapeLimit: config.scrapeLimit,
+    uploadLimit: config.uploadLimit,
+    createLimiter: (name, points, windowSeconds) => createMemoryLimiter({ name, points, windowSeconds }),
+    onLimited: (limit) => metrics.limited.inc({ limit }),
+  });
+
   const queue = createWorkQueue({
     concurrency: config.concurrency,
     queueSize: config.queueSize,
@@ -144,6 +161,9 @@ export async function startPixgate(config: Config, options: StartOptions = {}): 
     variants,
     ingest: storage.ingest,
     authenticate,
+    signedUrls,
+    limits,
+    clock,
   });
   if (devIssuer) registerDevRoutes(server, { devIssuer });
 

@@ -3,6 +3,7 @@ import { type CommandContext, parseArgs, takeOptions, UsageError } from './args.
 import { runImport } from './import.js';
 import { runKeygen } from './keygen.js';
 import { runServe } from './serve.js';
+import { runSign } from './sign.js';
 import { runToken } from './token.js';
 
 const USAGE = `pixgate: an image server for private images
@@ -14,6 +15,8 @@ Usage:
                                                         a dev-mode access token
   pixgate import DIR --owner SUB [--visibility private|preview|public]
                                                         copy a folder of images in, like uploads
+  pixgate sign ID [--w 360 --format webp ...] [--ttl 1h]
+                                                        a signed URL for one variant
   pixgate keygen                                        a new key for PIXGATE_SIGNING_KEYS
 
 Settings come from --config (JSON or YAML), then PIXGATE_* variables, then flags:
@@ -25,6 +28,7 @@ const commands: Record<string, (context: CommandContext) => Promise<number>> = {
   token: runToken,
   import: runImport,
   keygen: runKeygen,
+  sign: runSign,
 };
 
 export async function main(argv: readonly string[]): Promise<number> {

@@ -8,11 +8,14 @@ import Fastify, {
   LogController,
 } from 'fastify';
 import type { Authenticator } from '../auth/authenticate.js';
+import type { SignedUrls } from '../auth/signed-url.js';
 import type { VariantCache } from '../cache/variant-cache.js';
+import type { Clock } from '../clock.js';
 import type { Config } from '../config/schema.js';
 import { AppError } from '../errors.js';
 import type { Ingest } from '../images/ingest.js';
 import type { VariantService } from '../images/variants.js';
+import type { Limits } from '../limits/limits.js';
 import { type Logger, redactUrl } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import type { Origin } from '../origins/origin.js';
@@ -20,8 +23,10 @@ import type { Store } from '../store/store.js';
 import { securityHeaders } from './headers.js';
 import { sendError } from './reply.js';
 import { requestState } from './request-state.js';
+import { createCapabilities } from './routes/capabilities.js';
 import { registerHealthRoutes } from './routes/health.js';
 import { registerImageRoutes } from './routes/images.js';
+import { createVariantSender } from './send-variant.js';
 
 export interface ServerParts {
   readonly config: Config;
@@ -33,6 +38,10 @@ export interface ServerParts {
   readonly variants: VariantService;
   readonly ingest: Ingest;
   readonly authenticate: Authenticator;
+  // Issue 4: capabilities and limits.
+  readonly signedUrls: SignedUrls;
+  readonly limits: Limits;
+  readonly clock: Clock;
 }
 
 const LOOPBACK_NAMES = /^(localhost|127\.0\.0\.1|\[::1\]|[a-z0-9-]+\.localhost)$/i;
@@ -130,7 +139,10 @@ export async function buildServer(parts: ServerParts): Promise<FastifyInstance> 
     throw new AppError('not_found', 'No such route');
   });
 
-  registerImageRoutes(app, parts);
+  const sendVariant = createVariantSender(config, parts.variants);
+  const capabilities = createCapabilities({ ...parts, sendVariant });
+  registerImageRoutes(app, { ...parts, sendVariant, sendSigned: capabilities.sendSigned });
+  capabilities.register(app);
   registerHealthRoutes(app, parts);
   return app;
 }

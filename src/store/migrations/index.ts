@@ -1,5 +1,6 @@
 import type { Migration, MigrationProvider } from 'kysely';
 import * as images from './0001-images.js';
+import * as capabilities from './0003-capabilities.js';
 
 /**
  * Every migration, imported statically: they are compiled with the rest into dist/ and run the
@@ -9,6 +10,7 @@ import * as images from './0001-images.js';
  */
 export const migrations: Readonly<Record<string, Migration>> = {
   '0001-images': images,
+  '0003-capabilities': capabilities,
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -97,6 +97,13 @@ describe('defaults', () => {
       cacheMaxAgeSeconds: 3600,
       imageCacheSize: 10_000,
       imageCacheTtlSeconds: 5,
+      signingKeys: [],
+      signedUrlBucket: 3600,
+      rateLimit: 600,
+      scrapeLimit: 1000,
+      uploadLimit: 200,
+      quotaBytes: 10 * GiB,
+      previewBlur: 0,
       trustProxy: false,
       logLevel: 'info',
     });
