@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { createAuthenticator } from './auth/authenticate.js';
 import { loadDevIssuer } from './auth/dev-issuer.js';
+import { createIntrospectionVerifier } from './auth/introspection.js';
 import { createTokenVerifier } from './auth/jwt.js';
 import { createSignedUrls, loadDevSigningKey } from './auth/signed-url.js';
 import { createDiskCache } from './cache/disk.js';
@@ -118,7 +119,20 @@ export async function startPixgate(config: Config, options: StartOptions = {}): 
     clock,
     onFailure: (reason) => metrics.authFailures.inc({ reason }),
   });
-  const authenticate = createAuthenticator({ jwt: verifier });
+  // Issue 4: opaque tokens go to RFC 7662 introspection when it is configured.
+  const opaque = config.introspectionUrl
+    ? createIntrospectionVerifier({
+        url: config.introspectionUrl,
+        clientId: config.introspectionClientId as string,
+        clientSecret: config.introspectionClientSecret as string,
+        audience: config.audience as string,
+        issuer: config.issuer,
+        clock,
+        cacheSize: config.tokenCacheSize,
+        onFailure: (reason) => metrics.authFailures.inc({ reason }),
+      })
+    : undefined;
+  const authenticate = createAuthenticator({ jwt: verifier, ...(opaque ? { opaque } : {}) });
 
   // Issue 4: signed URLs (dev mode makes its own key), and the in-process limits.
   const signingKeys =
