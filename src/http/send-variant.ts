@@ -33,11 +33,15 @@ export function createVariantSender(config: Config, variants: VariantService) {
     requested: Transform,
     options: SendVariantOptions,
   ) {
-    // A clamped preview is visibly a sniff: blurred when PIXGATE_PREVIEW_BLUR is set (issue 4).
-    const transform =
-      options.isClamped && config.previewBlur > 0 && (requested.blur ?? 0) < config.previewBlur
-        ? { ...requested, blur: config.previewBlur }
-        : requested;
+    // A clamped preview is visibly a sniff (issue 4): blurred when PIXGATE_PREVIEW_BLUR is set,
+    // watermarked when PIXGATE_PREVIEW_WATERMARK is.
+    let transform = requested;
+    if (options.isClamped) {
+      if (config.previewBlur > 0 && (transform.blur ?? 0) < config.previewBlur) {
+        transform = { ...transform, blur: config.previewBlur };
+      }
+      if (config.previewWatermark) transform = { ...transform, watermark: true };
+    }
     reply.header('vary', VARY_IMAGE).header('cache-control', options.cacheControl);
     const output = predictOutputSize(record, transform);
     const format = chooseFormat(
