@@ -15,6 +15,7 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { link, mkdir, readFile, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { LRUCache } from 'lru-cache';
 import { AppError, messages } from '../errors.js';
 
 export const SIGNATURE_VERSION = 'pixgate-sig-v1';
@@ -56,14 +57,19 @@ export interface SignedUrls {
   ): { url: string; exp: number };
   /**
    * Checks `exp`, `kid` and `sig` of a request's query against the image version; throws the one
-   * 403 otherwise. Costs two HMAC block operations and no I/O.
+   * 403 otherwise. Costs two HMAC block operations and no I/O; `rawQuery` (the query exactly as
+   * requested), when given, lets a URL already verified skip even those.
    */
-  verify(path: string, version: number, query: URLSearchParams, nowMs: number): void;
+  verify(path: string, version: number, query: URLSearchParams, nowMs: number, rawQuery?: string): void;
 }
 
 export function createSignedUrls(keys: readonly SigningKey[], bucketSeconds: number): SignedUrls {
   const secrets = new Map(keys.map((key) => [key.kid, Buffer.from(key.secret, 'base64')]));
   const signer = keys[0];
+  // URLs already verified, by their exact text and the image version, with their exp: the same
+  // <img src> is asked for again and again. The answer is a pure function of that text while the
+  // keys are fixed (they are, for a process), so remembering it is as safe as recomputing it.
+  const verified = new LRUCache<string, number>({ max: 10_000 });
 
   const mac = (secret: Buffer, canonical: string) =>
     createHmac('sha256', secret).update(canonical, 'utf8').digest('base64url');
@@ -88,7 +94,13 @@ export function createSignedUrls(keys: readonly SigningKey[], bucketSeconds: num
       return { url: `${path}?${params.toString()}`, exp };
     },
 
-    verify(path, version, query, nowMs) {
+    verify(path, version, query, nowMs, rawQuery) {
+      const cacheKey = rawQuery === undefined ? undefined : `${version}\n${path}\n${rawQuery}`;
+      const known = cacheKey === undefined ? undefined : verified.get(cacheKey);
+      if (known !== undefined) {
+        if (nowMs >= known * 1000) throw invalidSignature('expired');
+        return;
+      }
       const sigs = query.getAll('sig');
       const exps = query.getAll('exp');
       const kids = query.getAll('kid');
@@ -103,6 +115,7 @@ export function createSignedUrls(keys: readonly SigningKey[], bucketSeconds: num
       if (!timingSafeEqual(Buffer.from(sig, 'utf8'), expected)) throw invalidSignature('bad sig');
       // After the MAC: `exp` is covered by it, so it is ours; at exp itself the URL is over.
       if (!EXP.test(exp) || nowMs >= Number(exp) * 1000) throw invalidSignature('expired');
+      if (cacheKey !== undefined) verified.set(cacheKey, Number(exp));
     },
   };
 }

@@ -118,7 +118,8 @@ export function createCapabilities(options: CapabilityOptions) {
     // image is the same 403 as a bad signature, so signed URLs cannot probe ids.
     const image = await findImage(request.params.id);
     if (!image) throw invalidSignature('no such image');
-    signedUrls.verify(`/v1/images/${image.id}`, image.version, query, now);
+    const at = request.url.indexOf('?');
+    signedUrls.verify(`/v1/images/${image.id}`, image.version, query, now, request.url.slice(at + 1));
     await limits.view(`ip:${request.ip}`, image.id, false);
     let requested: Transform | null;
     try {

@@ -39,6 +39,22 @@ describe('canonical string (README "Signed URLs")', () => {
     expect(refusal(() => signer.verify(PATH, 2, query, exp * 1000)).message).toContain('expired');
   });
 
+  it('remembers verified URLs by their exact text and version, still ending at exp', () => {
+    const signer = createSignedUrls([{ kid: 'k1', secret: SECRET }], 60);
+    const { url, exp } = signer.sign(PATH, 1, new URLSearchParams('format=auto&w=100'), 30, NOW);
+    const raw = url.slice(url.indexOf('?') + 1);
+    const query = new URLSearchParams(raw);
+    signer.verify(PATH, 1, query, NOW, raw);
+    signer.verify(PATH, 1, query, NOW, raw);
+    // Another version (a revocation) is not served from what version 1 verified.
+    expect(refusal(() => signer.verify(PATH, 2, query, NOW, raw)).code).toBe('invalid_signature');
+    const tampered = raw.replace('w=100', 'w=101');
+    expect(refusal(() => signer.verify(PATH, 1, new URLSearchParams(tampered), NOW, tampered)).code).toBe(
+      'invalid_signature',
+    );
+    expect(refusal(() => signer.verify(PATH, 1, query, exp * 1000, raw)).message).toContain('expired');
+  });
+
   it('refuses a sig of the wrong length with the 403, not a 500', () => {
     const signer = createSignedUrls([{ kid: 'k1', secret: SECRET }], 3600);
     for (const sig of ['', 'abc', 'A'.repeat(44), 'é'.repeat(43)]) {
