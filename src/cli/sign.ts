@@ -46,7 +46,9 @@ export async function runSign(context: CommandContext): Promise<number> {
         ? [await loadDevSigningKey(config.dataDir)]
         : [];
   if (keys.length === 0) {
-    throw new UsageError(['PIXGATE_SIGNING_KEYS: required to sign URLs (pixgate keygen prints a key)']);
+    throw new UsageError([
+      'PIXGATE_SIGNING_KEYS: required to sign URLs (pixgate keygen prints a key; for the key of pixgate dev, add --dev true)',
+    ]);
   }
   const storage = await openStorage(config);
   try {

@@ -210,11 +210,10 @@ describe('signed URLs', () => {
   it('keep working with an older key still configured (rotation)', async () => {
     const rotated = await startTestServer({
       dev: true,
-      signingKeys:
-        'new:' + Buffer.alloc(32, 2).toString('base64') + ',old:' + Buffer.alloc(32, 1).toString('base64'),
+      signingKeys: `new:${Buffer.alloc(32, 2).toString('base64')},old:${Buffer.alloc(32, 1).toString('base64')}`,
     });
     const original = await startTestServer(
-      { dev: true, signingKeys: 'old:' + Buffer.alloc(32, 1).toString('base64') },
+      { dev: true, signingKeys: `old:${Buffer.alloc(32, 1).toString('base64')}` },
       { dataDir: rotated.dataDir },
     );
     try {
