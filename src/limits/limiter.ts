@@ -21,6 +21,8 @@ export interface Limiter {
   readonly windowSeconds: number;
   /** Takes one point of `key`'s budget. Rejects only when the backing store fails. */
   take(key: string): Promise<LimitOutcome>;
+  /** Points taken in `key`'s current window, without taking one (0 when none). */
+  peek(key: string): Promise<number>;
   /** Drops `key`'s window, as if it had never been seen. */
   forget(key: string): Promise<void>;
 }
@@ -48,6 +50,9 @@ export function fromRateLimiterFlexible(limiter: RateLimiterAbstract): Limiter {
         if (error instanceof RateLimiterRes) return outcome(error, false);
         throw error;
       }
+    },
+    async peek(key) {
+      return (await limiter.get(key))?.consumedPoints ?? 0;
     },
     async forget(key) {
       await limiter.delete(key);

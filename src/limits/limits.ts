@@ -66,6 +66,8 @@ export function createLimits(options: LimitsOptions): Limits {
       if (!scrape || !seen || isOwnImage) return;
       // A newline cannot occur in a requester key nor in an image id: the pair is unambiguous.
       const marker = `${requester}\n${imageId}`;
+      // Peeked first: an image seen before (the common case) costs one lookup, not a refusal.
+      if ((await seen.peek(marker)) > 0) return;
       const first = await seen.take(marker);
       if (!first.allowed) return;
       try {
