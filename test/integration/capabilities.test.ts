@@ -91,6 +91,10 @@ describe('signed URLs', () => {
     const maxAge = Number(/^public, max-age=(\d+)$/.exec(response.headers.get('cache-control') ?? '')?.[1]);
     expect(maxAge).toBeGreaterThan(0);
     expect(maxAge).toBeLessThanOrEqual(exp - now / 1000);
+    const head = await get(url, {}, 'HEAD');
+    expect(head.response.status).toBe(200);
+    expect(head.body).toHaveLength(0);
+    expect(head.response.headers.get('etag')).toBe(response.headers.get('etag'));
     // An ETag and 304 as for any variant.
     const etag = response.headers.get('etag') as string;
     expect((await get(url, { 'if-none-match': etag })).response.status).toBe(304);

@@ -111,6 +111,14 @@ describe('rate limit behind a trusted proxy', () => {
       expect((await from('192.0.2.1')).status).toBe(200);
       expect((await from('192.0.2.1')).status).toBe(429);
       expect((await from('192.0.2.2')).status).toBe(200);
+      // Forged signed URLs count too: refused with 403, then throttled like anything else.
+      const forged = (ip: string) =>
+        fetch(`${server.url}/v1/images/${id}?w=10&exp=9999999999&kid=x&sig=${'A'.repeat(43)}`, {
+          headers: { 'x-forwarded-for': ip },
+        });
+      expect((await forged('192.0.2.3')).status).toBe(403);
+      expect((await forged('192.0.2.3')).status).toBe(403);
+      expect((await forged('192.0.2.3')).status).toBe(429);
     } finally {
       await server.destroy();
     }

@@ -114,13 +114,14 @@ export function createCapabilities(options: CapabilityOptions) {
     query: URLSearchParams,
   ) {
     const now = clock.now();
+    // Limits first: a flood of forged signatures or made-up ids is throttled like any request.
+    await limits.view(`ip:${request.ip}`, request.params.id, false);
     // The image row comes from the row cache: no database round trip on the hot path. A missing
     // image is the same 403 as a bad signature, so signed URLs cannot probe ids.
     const image = await findImage(request.params.id);
     if (!image) throw invalidSignature('no such image');
     const at = request.url.indexOf('?');
     signedUrls.verify(`/v1/images/${image.id}`, image.version, query, now, request.url.slice(at + 1));
-    await limits.view(`ip:${request.ip}`, image.id, false);
     let requested: Transform | null;
     try {
       requested = parseTransform(query, config, ['exp', 'kid', 'sig']);
