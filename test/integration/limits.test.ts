@@ -119,6 +119,12 @@ describe('rate limit behind a trusted proxy', () => {
       expect((await forged('192.0.2.3')).status).toBe(403);
       expect((await forged('192.0.2.3')).status).toBe(403);
       expect((await forged('192.0.2.3')).status).toBe(429);
+      // Guessed share links likewise.
+      const guess = (ip: string) =>
+        fetch(`${server.url}/s/${'B'.repeat(43)}`, { headers: { 'x-forwarded-for': ip } });
+      expect((await guess('192.0.2.4')).status).toBe(404);
+      expect((await guess('192.0.2.4')).status).toBe(404);
+      expect((await guess('192.0.2.4')).status).toBe(429);
     } finally {
       await server.destroy();
     }

@@ -238,10 +238,15 @@ export function createCapabilities(options: CapabilityOptions) {
       // Parsed first: a bad parameter answers the same whether the link exists or not.
       const requested = parseTransform(rawQuery(request), config);
       const { token } = request.params;
-      if (!LINK_TOKEN.test(token)) throw noSuchLink('malformed token');
+      // Guessing is throttled per client IP: every miss takes from that IP's request budget.
+      const miss = async (detail: string) => {
+        await limits.view(`ip:${request.ip}`, 'link', true);
+        return noSuchLink(detail);
+      };
+      if (!LINK_TOKEN.test(token)) throw await miss('malformed token');
       const link = await store.findLinkByTokenHash(tokenHash(token));
       const now = clock.now();
-      if (!link) throw noSuchLink('unknown token');
+      if (!link) throw await miss('unknown token');
       if (now >= link.expiresAt.getTime()) throw noSuchLink('expired');
       if (link.maxViews !== null && link.views >= link.maxViews) throw noSuchLink('out of views');
       const image = await findImage(link.imageId);
