@@ -1,3 +1,5 @@
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { synth } from '../helpers/images.js';
@@ -98,6 +100,11 @@ describe('signed URLs', () => {
     // An ETag and 304 as for any variant.
     const etag = response.headers.get('etag') as string;
     expect((await get(url, { 'if-none-match': etag })).response.status).toBe(304);
+  });
+
+  it('are signed in dev mode with a key made in the data dir, readable by its owner only', async () => {
+    const file = await stat(join(server.dataDir, 'signing-key.txt'));
+    expect(file.mode & 0o777).toBe(0o600);
   });
 
   it('hand out the same URL within a bucket', async () => {
