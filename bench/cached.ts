@@ -40,7 +40,7 @@ function replayedHeaders(response: Response): Record<string, string> {
   return Object.fromEntries([...response.headers].filter(([name]) => !skip.has(name)));
 }
 
-async function measure(
+export async function measure(
   ctx: BenchContext,
   server: ServerProcess,
   url: string,

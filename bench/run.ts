@@ -7,11 +7,12 @@
  *   cached  pixgate req/s ÷ bare fastify (the same variant and headers, ES256 bearer, 64 conn, wrk)
  *   memory  pixgate's peak RSS under the cold workload at 64 connections; its 503s
  *   origins the cold path from an S3 origin (s3rver) and an HTTP origin ÷ the file origin
+ *   signed  the cached variant through a signed URL ÷ through the bearer token (signed.ts)
  *
  * pixgate runs as its own process (`dist/cli/main.js serve`, configured by env, a temp data
  * dir, output to a log file), as production does, with a real JWKS issuer (issuer.ts).
  * Settings (env): BENCH_SECONDS (8), BENCH_WARMUP_SECONDS (3), BENCH_ROUNDS (2),
- * BENCH_WRK_THREADS (2), BENCH_ONLY (cold,cached,memory,origins: a subset), BENCH_KEEP=1 keeps the temp
+ * BENCH_WRK_THREADS (2), BENCH_ONLY (cold,cached,memory,origins,signed: a subset), BENCH_KEEP=1 keeps the temp
  * dir with the server logs, BENCH_DIST=<folder> runs another build than dist/ (a patched copy,
  * to try an idea against the same baselines), BENCH_NODE_ARGS adds node options to every pixgate
  * process (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof": one profile per phase).
@@ -38,6 +39,7 @@ import {
 import { originsLines, runOriginsPhase } from './origins.js';
 import { synthesizePhoto } from './photo.js';
 import { type Pixgate, startPixgate, upload } from './pixgate-process.js';
+import { runSignedPhase, SIGNED_CONNECTIONS, type SignedResult } from './signed.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const CLI = join(process.env.BENCH_DIST ?? join(ROOT, 'dist'), 'cli', 'main.js');
@@ -50,7 +52,7 @@ function setting(name: string, fallback: number): number {
   return parsed;
 }
 
-const PHASES = ['cold', 'cached', 'memory', 'origins'] as const;
+const PHASES = ['cold', 'cached', 'memory', 'origins', 'signed'] as const;
 type Phase = (typeof PHASES)[number];
 
 function selectedPhases(): Set<Phase> {
@@ -128,6 +130,13 @@ function memoryLines(memory: MemoryResult): string[] {
   ];
 }
 
+function signedLines(signed: SignedResult): string[] {
+  return [
+    `signed  cached variant, ${SIGNED_CONNECTIONS} conn   signed URL ${rate(signed.signedPerSecond)} req/s   ES256 bearer ${rate(signed.bearerPerSecond)} req/s   ratio ${signed.ratio.toFixed(2)}`,
+    `        server CPU per request: signed ${signed.signedCpuUsEach.toFixed(0)} µs, bearer ${signed.bearerCpuUsEach.toFixed(0)} µs`,
+  ];
+}
+
 async function main(): Promise<void> {
   const phases = selectedPhases();
   ensureWrk();
@@ -152,7 +161,14 @@ async function main(): Promise<void> {
         issuer,
         token,
         logFile: join(tmp, `${name}.log`),
-        env,
+        // One user hammering one image: the abuse limits (issue 4) would answer 429. They stay
+        // on, set out of reach, so their cost is part of every figure.
+        env: {
+          PIXGATE_RATE_LIMIT: '10000000',
+          PIXGATE_SCRAPE_LIMIT: '10000000',
+          PIXGATE_UPLOAD_LIMIT: '10000000',
+          ...env,
+        },
         nodeArgs: (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter((arg) => arg !== ''),
       });
       running.add(pixgate);
@@ -184,12 +200,14 @@ async function main(): Promise<void> {
     const cached = phases.has('cached') ? await runCachedPhase(ctx) : undefined;
     const memory = phases.has('memory') ? await runMemoryPhase(ctx) : undefined;
     const origins = phases.has('origins') ? await runOriginsPhase(ctx) : undefined;
+    const signed = phases.has('signed') ? await runSignedPhase(ctx) : undefined;
 
     const warnings = [
       ...(cold?.warnings ?? []),
       ...(cached?.warnings ?? []),
       ...(memory?.warnings ?? []),
       ...(origins?.warnings ?? []),
+      ...(signed?.warnings ?? []),
     ];
     if (busyBefore > 0.1) {
       warnings.push(
@@ -202,6 +220,7 @@ async function main(): Promise<void> {
       ...(cached ? cachedLines(cached) : []),
       ...(memory ? memoryLines(memory) : []),
       ...(origins ? originsLines(origins) : []),
+      ...(signed ? signedLines(signed) : []),
       `(${ctx.rounds} alternating rounds of ${ctx.seconds} s after ${ctx.warmupSeconds} s warm-up; pixgate concurrency ${cores}, queue 64; wrk -t${ctx.wrkThreads})`,
       ...warnings.map((warning) => `WARNING: ${warning}`),
     ];
@@ -229,6 +248,7 @@ async function main(): Promise<void> {
       cached,
       memory,
       origins,
+      signed,
       warnings,
     };
     const resultsDir = join(ROOT, 'bench', 'results');

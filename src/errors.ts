@@ -27,6 +27,11 @@ export const errorStatus = {
   // Issue 3: sessions and the JSON form.
   csrf_failed: 403,
   output_too_large: 422,
+  // Issue 4: signed URLs, share links, limits.
+  invalid_signature: 403,
+  quota_exceeded: 403,
+  rate_limited: 429,
+  not_configured: 501,
 } as const;
 
 export type ErrorCode = keyof typeof errorStatus;
@@ -67,6 +72,8 @@ export const messages = {
   notFound: 'No such image',
   invalidToken: 'The access token is invalid or expired',
   unauthenticated: 'An access token is required',
+  invalidSignature: 'The signed URL is invalid or expired',
+  noSuchLink: 'No such link',
 } as const;
 
 export const notFound = (detail?: string) => new AppError('not_found', messages.notFound, { detail });

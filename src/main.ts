@@ -4,8 +4,10 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { createAuthenticator } from './auth/authenticate.js';
 import { loadDevIssuer } from './auth/dev-issuer.js';
+import { createIntrospectionVerifier } from './auth/introspection.js';
 import { createTokenVerifier } from './auth/jwt.js';
 import { createSessions } from './auth/sessions.js';
+import { createSignedUrls, loadDevSigningKey } from './auth/signed-url.js';
 import { createDiskCache } from './cache/disk.js';
 import { createMemoryCache } from './cache/memory.js';
 import { createNoCache } from './cache/no-cache.js';
@@ -20,6 +22,8 @@ import { createIngest, type Ingest } from './images/ingest.js';
 import { createPipeline } from './images/pipeline.js';
 import { createVariantService } from './images/variants.js';
 import { createWorkQueue } from './images/work-queue.js';
+import { createMemoryLimiter } from './limits/limiter.js';
+import { createLimits } from './limits/limits.js';
 import { createLogger, type Logger } from './logger.js';
 import { createMetrics } from './metrics.js';
 import { createBufferPool } from './origins/buffer-pool.js';
@@ -133,7 +137,34 @@ export async function startPixgate(config: Config, options: StartOptions = {}): 
     clock,
     onFailure: (reason) => metrics.authFailures.inc({ reason }),
   });
-  const authenticate = createAuthenticator({ jwt: verifier });
+  // Issue 4: opaque tokens go to RFC 7662 introspection when it is configured.
+  const opaque = config.introspectionUrl
+    ? createIntrospectionVerifier({
+        url: config.introspectionUrl,
+        clientId: config.introspectionClientId as string,
+        clientSecret: config.introspectionClientSecret as string,
+        audience: config.audience as string,
+        issuer: config.issuer,
+        clock,
+        cacheSize: config.tokenCacheSize,
+        onFailure: (reason) => metrics.authFailures.inc({ reason }),
+      })
+    : undefined;
+  const authenticate = createAuthenticator({ jwt: verifier, ...(opaque ? { opaque } : {}) });
+
+  // Issue 4: signed URLs (dev mode makes its own key), and the in-process limits.
+  const signingKeys =
+    config.signingKeys.length === 0 && config.dev
+      ? [await loadDevSigningKey(config.dataDir)]
+      : config.signingKeys;
+  const signedUrls = createSignedUrls(signingKeys, config.signedUrlBucket);
+  const limits = createLimits({
+    rateLimit: config.rateLimit,
+    scrapeLimit: config.scrapeLimit,
+    uploadLimit: config.uploadLimit,
+    createLimiter: (name, points, windowSeconds) => createMemoryLimiter({ name, points, windowSeconds }),
+    onLimited: (limit) => metrics.limited.inc({ limit }),
+  });
 
   const queue = createWorkQueue({
     concurrency: config.concurrency,
@@ -167,6 +198,8 @@ export async function startPixgate(config: Config, options: StartOptions = {}): 
     ingest: storage.ingest,
     authenticate,
     sessions,
+    signedUrls,
+    limits,
     clock,
   });
   if (devIssuer) {

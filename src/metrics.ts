@@ -51,6 +51,13 @@ export function createMetrics() {
       labelNames: ['reason'] as const,
       registers: [registry],
     }),
+    // Issue 4.
+    limited: new Counter({
+      name: 'pixgate_limited_total',
+      help: 'Requests refused with 429 by limit (rate, scrape, upload)',
+      labelNames: ['limit'] as const,
+      registers: [registry],
+    }),
   };
 }
 

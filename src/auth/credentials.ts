@@ -7,15 +7,20 @@
  */
 import { AppError } from '../errors.js';
 
-export type Credential = { kind: 'none' } | { kind: 'bearer'; token: string; source: 'header' | 'query' };
-// Signed-URL parameters (`sig`, `exp`, `kid`) become a third kind in a later issue; the union is
-// open for it, and so is CREDENTIAL_QUERY_PARAMS.
+export type Credential =
+  | { kind: 'none' }
+  | { kind: 'bearer'; token: string; source: 'header' | 'query' }
+  // Signed-URL parameters (`exp`, `kid`, `sig`): checked by the image route against the image
+  // version (signed-url.ts), since the signature covers the path and the version.
+  | { kind: 'signed'; source: 'signed' };
 
 /**
  * Query parameters that carry a credential rather than a transform: the transform parser skips
  * them, and logs, metric labels and error messages must drop them (SPEC §3.2).
  */
-export const CREDENTIAL_QUERY_PARAMS: readonly string[] = ['access_token'];
+export const CREDENTIAL_QUERY_PARAMS: readonly string[] = ['access_token', 'exp', 'kid', 'sig'];
+
+const SIGNATURE_PARAMS = ['exp', 'kid', 'sig'];
 
 export interface CredentialInput {
   /**
@@ -67,7 +72,9 @@ export function extractCredential(input: CredentialInput): Credential {
   // SPEC §3: more than one explicit credential, equal or not, is refused rather than picking
   // one, so a proxy and the application can never disagree on who is asking. Two Authorization
   // lines count as two: Node would read the first, a proxy in front may well read the last.
-  const explicit = headers.length + queryTokens.length;
+  // Any one of the signature parameters makes a signed URL (a half one is refused as a bad one).
+  const signed = allowQuery && SIGNATURE_PARAMS.some((name) => query.has(name)) ? 1 : 0;
+  const explicit = headers.length + queryTokens.length + signed;
   if (explicit > 1) throw invalidRequest(texts.tooMany);
 
   const [header] = headers;
@@ -88,5 +95,6 @@ export function extractCredential(input: CredentialInput): Credential {
     return { kind: 'bearer', token: queryToken, source: 'query' };
   }
 
+  if (signed) return { kind: 'signed', source: 'signed' };
   return { kind: 'none' };
 }

@@ -4,6 +4,7 @@ import { runImport } from './import.js';
 import { runKeygen } from './keygen.js';
 import { runRegister } from './register.js';
 import { runServe } from './serve.js';
+import { runSign } from './sign.js';
 import { runToken } from './token.js';
 
 const USAGE = `pixgate: an image server for private images
@@ -18,6 +19,8 @@ Usage:
   pixgate register KEY... --owner SUB [--visibility V]  record originals already in the origin
   pixgate register --prefix P --owner SUB [--visibility V]
                                                         the same for every key under a prefix
+  pixgate sign ID [--w 360 --format webp ...] [--ttl 1h]
+                                                        a signed URL for one variant
   pixgate keygen                                        a new key for PIXGATE_SIGNING_KEYS
 
 Settings come from --config (JSON or YAML), then PIXGATE_* variables, then flags:
@@ -30,6 +33,7 @@ const commands: Record<string, (context: CommandContext) => Promise<number>> = {
   import: runImport,
   register: runRegister,
   keygen: runKeygen,
+  sign: runSign,
 };
 
 export async function main(argv: readonly string[]): Promise<number> {

@@ -12,7 +12,7 @@ interface ImageMeta {
   height: number;
 }
 
-type MethodState = 'loading' | 'ok' | 'failed' | 'unavailable';
+type MethodState = 'loading' | 'ok' | 'failed';
 
 const state: { user: string | null; token: string | null; selected: string | null } = {
   user: null,
@@ -142,10 +142,11 @@ function byScript(
   };
 }
 
-/** Signed URLs and share links (issue 4): "not available" until the server has them. */
+/** Signed URLs and share links: the page (as the owner) asks for one, then shows it by plain URL. */
 function capability(
   path: string,
   body: unknown,
+  query = '',
 ): (stage: HTMLElement, id: string, done: (state: MethodState, detail: string) => void) => void {
   return (stage, id, done) => {
     fetch(`/v1/images/${id}/${path}`, {
@@ -155,14 +156,13 @@ function capability(
     })
       .then(async (response) => {
         if (!response.ok) {
-          stage.replaceChildren(el('span', { class: 'muted small' }, ['not available on this server']));
-          done('unavailable', 'not available on this server');
+          done('failed', String(response.status));
           return;
         }
         const { url } = (await response.json()) as { url: string };
-        imageInto(stage, url, done);
+        imageInto(stage, query ? `${url}?${query}` : url, done);
       })
-      .catch(() => done('unavailable', 'not available on this server'));
+      .catch(() => done('failed', 'error'));
   };
 }
 
@@ -233,7 +233,7 @@ const methods: Method[] = [
     title: 'Share link',
     leaks:
       'A /s/ link for anyone, with an expiry, a view budget and a maximum width; revocable at once. Never cached.',
-    show: capability('links', { ttlSeconds: 86400, maxViews: 10 }),
+    show: capability('links', { ttlSeconds: 86400, maxViews: 10, maxWidth: 360 }, SIZE),
   },
 ];
 

@@ -145,6 +145,13 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
       }
     }
   }
+  // Issue 4: introspection needs its client credentials (RFC 7662 §2.1: the endpoint is protected).
+  if (merged.introspectionUrl !== undefined) {
+    for (const key of ['introspectionClientId', 'introspectionClientSecret'] as const) {
+      if (merged[key] === undefined)
+        problems.push(`${envName(key)}: required with PIXGATE_INTROSPECTION_URL`);
+    }
+  }
   if (valid('strictSizes') === true && valid('sizes')?.length === 0) {
     problems.push(`${origin.strictSizes ?? 'strictSizes'}: needs PIXGATE_SIZES, the list of allowed sizes`);
   }

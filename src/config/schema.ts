@@ -130,6 +130,43 @@ const presets = z.preprocess(
   }),
 );
 
+/**
+ * PIXGATE_SIGNING_KEYS: `kid:base64secret,...` (issue 4, signed URLs). The first key signs, every
+ * key verifies, so a new key can be put first while URLs signed with the old one still work.
+ */
+const signingKeys = z.preprocess(
+  (value) => {
+    if (typeof value !== 'string') return value;
+    return value
+      .split(',')
+      .map((part) => part.trim())
+      .filter((part) => part !== '')
+      .map((part) => {
+        const colon = part.indexOf(':');
+        return colon === -1 ? part : { kid: part.slice(0, colon), secret: part.slice(colon + 1) };
+      });
+  },
+  z
+    .array(
+      z.object(
+        {
+          kid: z.string().regex(/^[A-Za-z0-9_-]{1,32}$/, { error: 'Key ids are 1 to 32 of A-Z a-z 0-9 _ -' }),
+          secret: z
+            .string()
+            .regex(/^[A-Za-z0-9+/_-]+={0,2}$/, { error: 'Expected a base64 secret after "kid:"' })
+            .refine((secret) => Buffer.from(secret, 'base64').length >= 32, {
+              error: 'A signing secret needs at least 32 bytes (256 bits); `pixgate keygen` makes one',
+            }),
+        },
+        { error: 'Expected kid:base64secret (`pixgate keygen` prints one)' },
+      ),
+      { error: 'Expected a comma list of kid:base64secret' },
+    )
+    .refine((keys) => new Set(keys.map((key) => key.kid)).size === keys.length, {
+      error: 'Each key id may appear only once',
+    }),
+);
+
 const storageUrl = z
   .string()
   .trim()
@@ -235,6 +272,33 @@ export const ConfigSchema = z
     jsonMaxBytes: bytes(1, 512 * 1024 ** 2).default(5 * 1024 ** 2),
     /** Page origins allowed to call pixgate cross-origin (exact `scheme://host[:port]`). */
     corsOrigins: originList.default([]),
+    // Issue 4: capabilities (signed URLs, share links), abuse limits, opaque tokens.
+    signingKeys: signingKeys.default([]),
+    signedUrlBucket: integer(1, 7 * 86400).default(3600),
+    /** Image requests per minute per principal (per IP when anonymous, per share link); 0: off. */
+    rateLimit: integer(0, 10_000_000).default(600),
+    /** Distinct originals per hour per principal, likewise; 0: off. */
+    scrapeLimit: integer(0, 10_000_000).default(1000),
+    /** Uploads per hour per owner; 0: off. */
+    uploadLimit: integer(0, 10_000_000).default(200),
+    /** Bytes of originals stored per owner. */
+    quotaBytes: bytes(1, 1024 ** 5).default(10 * 1024 ** 3),
+    introspectionUrl: httpUrl.optional(),
+    introspectionClientId: text.optional(),
+    introspectionClientSecret: text.optional(),
+    /** Previews (clamped variants) are blurred by this sigma; 0: off. */
+    previewBlur: z
+      .preprocess(
+        (value) => (typeof value === 'string' && /^\d+(\.\d+)?$/.test(value.trim()) ? Number(value) : value),
+        z
+          .number({ error: 'Expected 0 (off) or a sigma 0.3..100' })
+          .refine((n) => n === 0 || (n >= 0.3 && n <= 100), {
+            error: 'Expected 0 (off) or a sigma 0.3..100',
+          }),
+      )
+      .default(0),
+    /** Text drawn on every preview, so a sniff is visibly a sniff. */
+    previewWatermark: text.max(100).optional(),
 
     metricsToken: text.optional(),
     trustProxy: boolean.default(false),

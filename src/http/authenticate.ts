@@ -7,7 +7,7 @@ import { requestState } from './request-state.js';
 export interface Caller {
   readonly principal: Principal | null;
   /** How the credential came: decides caching (a query token makes a response `no-store`). */
-  readonly source: 'none' | 'header' | 'query' | 'cookie';
+  readonly source: 'none' | 'header' | 'query' | 'cookie' | 'signed';
 }
 
 /** The raw query, so that a repeated parameter is seen as repeated (strict parsing, SPEC §4). */

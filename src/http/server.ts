@@ -9,12 +9,14 @@ import Fastify, {
 } from 'fastify';
 import type { Authenticator } from '../auth/authenticate.js';
 import type { Sessions } from '../auth/sessions.js';
+import type { SignedUrls } from '../auth/signed-url.js';
 import type { VariantCache } from '../cache/variant-cache.js';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config/schema.js';
 import { AppError } from '../errors.js';
 import type { Ingest } from '../images/ingest.js';
 import type { VariantService } from '../images/variants.js';
+import type { Limits } from '../limits/limits.js';
 import { type Logger, redactUrl } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import type { Origin } from '../origins/origin.js';
@@ -23,10 +25,12 @@ import { registerCors } from './cors.js';
 import { securityHeaders } from './headers.js';
 import { sendError } from './reply.js';
 import { requestState } from './request-state.js';
+import { createCapabilities } from './routes/capabilities.js';
 import { registerClientRoutes } from './routes/client.js';
 import { registerHealthRoutes } from './routes/health.js';
 import { registerImageRoutes } from './routes/images.js';
 import { registerSessionRoutes } from './routes/sessions.js';
+import { createVariantSender } from './send-variant.js';
 
 export interface ServerParts {
   readonly config: Config;
@@ -39,6 +43,9 @@ export interface ServerParts {
   readonly ingest: Ingest;
   readonly authenticate: Authenticator;
   readonly sessions: Sessions;
+  // Issue 4: capabilities and limits.
+  readonly signedUrls: SignedUrls;
+  readonly limits: Limits;
   readonly clock: Clock;
 }
 
@@ -140,7 +147,10 @@ export async function buildServer(parts: ServerParts): Promise<FastifyInstance> 
 
   // Before the image routes: its preHandler turns a session cookie into their principal.
   await registerSessionRoutes(app, parts);
-  registerImageRoutes(app, parts);
+  const sendVariant = createVariantSender(config, parts.variants);
+  const capabilities = createCapabilities({ ...parts, sendVariant });
+  registerImageRoutes(app, { ...parts, sendVariant, sendSigned: capabilities.sendSigned });
+  capabilities.register(app);
   registerHealthRoutes(app, parts);
   registerClientRoutes(app);
   return app;

@@ -32,6 +32,8 @@ export interface IngestOptions {
 export interface NewImage {
   readonly owner: string;
   readonly visibility: Visibility;
+  /** Runs once the size is known, before anything is stored; throwing refuses the upload (quota). */
+  readonly beforeStore?: (bytes: number) => Promise<void>;
 }
 
 export const tooLarge = (maxBytes: number) =>
@@ -88,6 +90,7 @@ export function createIngest(options: IngestOptions) {
   ): Promise<ImageRecord> {
     let facts: Awaited<ReturnType<typeof inspectImage>>;
     try {
+      await image.beforeStore?.(received.bytes);
       facts = await inspectImage(received.path, { maxInputPixels: options.maxInputPixels });
     } catch (error) {
       await rm(received.path, { force: true });

@@ -18,6 +18,8 @@ export interface PipelineOptions {
   /** Animated output keeps at most this many frames. */
   maxFrames: number;
   avifEffort: number;
+  /** Text drawn on variants whose transform asks for the watermark (clamped previews). */
+  previewWatermark?: string | undefined;
 }
 
 export const defaultQuality: Record<OutputFormat, number> = {
@@ -95,6 +97,30 @@ const blur: Step = ({ image, plan }) => {
   if (plan.transform.blur !== undefined) image.blur(plan.transform.blur);
 };
 
+const escapeXml = (text: string) =>
+  text.replace(
+    /[<>&"']/g,
+    (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;', "'": '&apos;' })[c] ?? c,
+  );
+
+/**
+ * The preview watermark (issue 4): a translucent band across the lower part with the configured
+ * text, so a sniff is visibly a sniff. The band alone already marks the image should the system
+ * have no font for the text. sharp composites after the resize and the blur, at the output size.
+ */
+const watermark: Step = ({ image, plan, options, size }) => {
+  const text = plan.transform.watermark ? options.previewWatermark : undefined;
+  if (!text) return;
+  const { width, height } = size;
+  const band = Math.max(8, Math.round(height / 5));
+  const fontSize = Math.max(6, Math.round(band * 0.6));
+  const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}">
+<rect x="0" y="${height - band}" width="${width}" height="${band}" fill="#000" fill-opacity="0.45"/>
+<text x="${width / 2}" y="${height - band / 2}" font-family="sans-serif" font-size="${fontSize}" fill="#fff" fill-opacity="0.9" text-anchor="middle" dominant-baseline="central">${escapeXml(text)}</text>
+</svg>`;
+  image.composite([{ input: Buffer.from(svg), top: 0, left: 0 }]);
+};
+
 /**
  * No keepMetadata()/withMetadata(): sharp writes no EXIF, GPS, XMP, IPTC, comment or ICC
  * (SPEC §2, nothing about the camera or the place leaves through a variant). Encoders are set
@@ -118,7 +144,7 @@ const encode: Step = ({ image, plan, options }) => {
   }
 };
 
-const steps: readonly Step[] = [autoOrient, toSrgb, resize, flatten, blur, encode];
+const steps: readonly Step[] = [autoOrient, toSrgb, resize, flatten, blur, watermark, encode];
 
 const FAILED = 'The image could not be processed';
 
@@ -141,8 +167,12 @@ export function createPipeline(options: PipelineOptions) {
     // an animation is cut to the frames that fit the pixel budget as well as to maxFrames.
     // A 90° orientation cannot be applied to several frames: such a rarity gets its first frame.
     const available = Math.min(pages, meta.pages ?? 1);
+    // A watermarked preview is one frame: the overlay is drawn once, and a sniff need not move.
     const keepsAnimation =
-      plan.format === 'webp' && isAnimated(meta.format, available) && (meta.orientation ?? 1) < 5;
+      plan.format === 'webp' &&
+      isAnimated(meta.format, available) &&
+      (meta.orientation ?? 1) < 5 &&
+      !plan.transform.watermark;
     const frames = keepsAnimation
       ? Math.min(available, options.maxFrames, Math.floor(options.maxInputPixels / framePixels))
       : 1;

@@ -197,6 +197,7 @@ export function transformToQuery(t: Transform): URLSearchParams {
     ['h', t.h === undefined ? undefined : String(t.h)],
     ['q', t.q === undefined ? undefined : String(t.q)],
     ['w', t.w === undefined ? undefined : String(t.w)],
+    ['watermark', t.watermark ? '1' : undefined],
   ];
   return new URLSearchParams(entries.filter((entry): entry is [string, string] => entry[1] !== undefined));
 }
@@ -213,5 +214,6 @@ export function canonicalTransform(t: Transform): string {
   if (t.h !== undefined) text += `&h=${t.h}`;
   if (t.q !== undefined) text += `&q=${t.q}`;
   if (t.w !== undefined) text += `&w=${t.w}`;
+  if (t.watermark) text += '&watermark=1';
   return text;
 }

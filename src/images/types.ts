@@ -29,6 +29,11 @@ export interface Transform {
   readonly format: OutputFormat | 'auto';
   readonly q?: number | undefined;
   readonly blur?: number | undefined;
+  /**
+   * Set by the server, never by a request: the preview watermark (PIXGATE_PREVIEW_WATERMARK)
+   * is drawn on this variant. Part of the canonical text, so it has its own cache entry.
+   */
+  readonly watermark?: true | undefined;
 }
 
 /** What the pipeline is asked to make: a transform with its format and quality decided. */

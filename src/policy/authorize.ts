@@ -128,3 +128,19 @@ export function authorizeList(principal: Principal | null, owner: string): Princ
   }
   return principal;
 }
+
+/**
+ * Signed URLs, share links, revocation (issue 4): the owner or an admin, with `scope`. Anyone
+ * else gets the 404 of an unknown image, even a caller who may view it: capabilities of an image
+ * are the owner's business, and a 403 would confirm the id.
+ */
+export function authorizeCapability(
+  principal: Principal | null,
+  image: ImageRecord | undefined,
+  scope: 'images:read' | 'images:write',
+): Principal {
+  if (principal === null) throw unauthenticated();
+  requireScope(principal, scope);
+  if (image === undefined || !isOwnerOrAdmin(principal, image)) throw notFound();
+  return principal;
+}

@@ -55,6 +55,15 @@ export function withImageCache(store: Store, options: ImageCacheOptions): Store 
         changed(id);
       }
     },
+    // Revocation: the old version must stop being served here at once, not after the TTL.
+    async bumpVersion(id) {
+      changed(id);
+      try {
+        return await store.bumpVersion(id);
+      } finally {
+        changed(id);
+      }
+    },
     async deleteImage(id) {
       changed(id);
       try {

@@ -41,7 +41,23 @@ export interface SessionsTable {
   created_at: Int8;
 }
 
+/** Share links (issue 4, migrations/0003-capabilities.ts). */
+export interface LinksTable {
+  id: string;
+  image_id: string;
+  /** SHA-256 of the token, base64url: the token itself is never stored. */
+  token_hash: string;
+  image_version: number;
+  created_by: string;
+  created_at: Int8;
+  expires_at: Int8;
+  max_views: number | null;
+  max_width: number | null;
+  views: ColumnType<number, number | undefined, number>;
+}
+
 export interface Database {
   images: ImagesTable;
   sessions: SessionsTable;
+  links: LinksTable;
 }

@@ -1,8 +1,8 @@
 import type { Insertable, Kysely, Selectable } from 'kysely';
 import { sql } from 'kysely';
 import { AppError } from '../errors.js';
-import type { Database, ImagesTable } from './database.js';
-import type { ImagePage, ImageRecord, ListOptions, Store, Visibility } from './store.js';
+import type { Database, ImagesTable, LinksTable } from './database.js';
+import type { ImagePage, ImageRecord, LinkRecord, ListOptions, Store, Visibility } from './store.js';
 
 /**
  * The Store on kysely, shared by every SQL dialect we run on (SQLite embedded, PostgreSQL when
@@ -74,6 +74,77 @@ export function createKyselyStore(db: Kysely<Database>): Store {
       return result.numDeletedRows > 0n;
     },
 
+    async bumpVersion(id: string): Promise<ImageRecord | undefined> {
+      const row = await db
+        .updateTable('images')
+        .set((eb) => ({ version: eb('version', '+', 1) }))
+        .where('id', '=', id)
+        .returningAll()
+        .executeTakeFirst();
+      return row ? toRecord(row) : undefined;
+    },
+
+    async ownerBytes(owner: string): Promise<number> {
+      const row = await db
+        .selectFrom('images')
+        .select((eb) => eb.fn.sum<number | string | bigint | null>('bytes').as('total'))
+        .where('owner', '=', owner)
+        .executeTakeFirst();
+      return Number(row?.total ?? 0);
+    },
+
+    async insertLink(link: LinkRecord): Promise<void> {
+      await db.insertInto('links').values(toLinkRow(link)).execute();
+    },
+
+    async getLink(id: string): Promise<LinkRecord | undefined> {
+      const row = await db.selectFrom('links').selectAll().where('id', '=', id).executeTakeFirst();
+      return row ? toLinkRecord(row) : undefined;
+    },
+
+    async findLinkByTokenHash(tokenHash: string): Promise<LinkRecord | undefined> {
+      const row = await db
+        .selectFrom('links')
+        .selectAll()
+        .where('token_hash', '=', tokenHash)
+        .executeTakeFirst();
+      return row ? toLinkRecord(row) : undefined;
+    },
+
+    async listLinks(imageId: string, now: Date): Promise<LinkRecord[]> {
+      const rows = await db
+        .selectFrom('links')
+        .innerJoin('images', 'images.id', 'links.image_id')
+        .selectAll('links')
+        .where('links.image_id', '=', imageId)
+        .whereRef('links.image_version', '=', 'images.version')
+        .where('links.expires_at', '>', now.getTime())
+        .where((eb) =>
+          eb.or([eb('links.max_views', 'is', null), eb('links.views', '<', eb.ref('links.max_views'))]),
+        )
+        .orderBy('links.created_at', 'desc')
+        .orderBy('links.id', 'desc')
+        .execute();
+      return rows.map(toLinkRecord);
+    },
+
+    async deleteLink(id: string): Promise<boolean> {
+      const result = await db.deleteFrom('links').where('id', '=', id).executeTakeFirst();
+      return result.numDeletedRows > 0n;
+    },
+
+    async countLinkView(id: string, now: Date): Promise<boolean> {
+      // One statement: two concurrent views of the last allowed one cannot both pass.
+      const result = await db
+        .updateTable('links')
+        .set((eb) => ({ views: eb('views', '+', 1) }))
+        .where('id', '=', id)
+        .where('expires_at', '>', now.getTime())
+        .where((eb) => eb.or([eb('max_views', 'is', null), eb('views', '<', eb.ref('max_views'))]))
+        .executeTakeFirst();
+      return result.numUpdatedRows > 0n;
+    },
+
     async check(): Promise<void> {
       await sql`select 1`.execute(db);
     },
@@ -124,6 +195,36 @@ function toRecord(row: Selectable<ImagesTable>): ImageRecord {
     pages: row.pages,
     placeholder: row.placeholder,
     createdAt: new Date(Number(row.created_at)),
+  };
+}
+
+function toLinkRow(link: LinkRecord): Insertable<LinksTable> {
+  return {
+    id: link.id,
+    image_id: link.imageId,
+    token_hash: link.tokenHash,
+    image_version: link.imageVersion,
+    created_by: link.createdBy,
+    created_at: link.createdAt.getTime(),
+    expires_at: link.expiresAt.getTime(),
+    max_views: link.maxViews,
+    max_width: link.maxWidth,
+    views: link.views,
+  };
+}
+
+function toLinkRecord(row: Selectable<LinksTable>): LinkRecord {
+  return {
+    id: row.id,
+    imageId: row.image_id,
+    tokenHash: row.token_hash,
+    imageVersion: row.image_version,
+    createdBy: row.created_by,
+    createdAt: new Date(Number(row.created_at)),
+    expiresAt: new Date(Number(row.expires_at)),
+    maxViews: row.max_views,
+    maxWidth: row.max_width,
+    views: row.views,
   };
 }
 

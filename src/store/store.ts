@@ -42,6 +42,22 @@ export interface ListOptions {
   readonly cursor?: string | undefined;
 }
 
+/** A share link (issue 4); the token is never stored, only its hash. */
+export interface LinkRecord {
+  /** 128 random bits, base64url: names the link in the API (DELETE /v1/links/{id}). */
+  readonly id: string;
+  readonly imageId: string;
+  readonly tokenHash: string;
+  /** The image version when the link was made: a revocation (new version) ends the link. */
+  readonly imageVersion: number;
+  readonly createdBy: string;
+  readonly createdAt: Date;
+  readonly expiresAt: Date;
+  readonly maxViews: number | null;
+  readonly maxWidth: number | null;
+  readonly views: number;
+}
+
 export interface Store {
   /** Inserts a new image; the id is new (a collision of 128 random bits is a bug, so it throws). */
   insertImage(image: ImageRecord): Promise<void>;
@@ -52,6 +68,22 @@ export interface Store {
   setVisibility(id: string, visibility: Visibility): Promise<ImageRecord | undefined>;
   /** Returns whether a row was deleted. */
   deleteImage(id: string): Promise<boolean>;
+  // Issue 4: revocation, quota, share links.
+  /** Bumps the version (revocation); returns the updated record, or undefined when missing. */
+  bumpVersion(id: string): Promise<ImageRecord | undefined>;
+  /** Bytes of originals the owner stores (quota). */
+  ownerBytes(owner: string): Promise<number>;
+  insertLink(link: LinkRecord): Promise<void>;
+  getLink(id: string): Promise<LinkRecord | undefined>;
+  findLinkByTokenHash(tokenHash: string): Promise<LinkRecord | undefined>;
+  /** The image's links that may still be used at `now`, newest first. */
+  listLinks(imageId: string, now: Date): Promise<LinkRecord[]>;
+  deleteLink(id: string): Promise<boolean>;
+  /**
+   * Counts one view if the link is live at `now` and within its budget, in one conditional
+   * UPDATE (no read-then-write race); returns whether it was counted.
+   */
+  countLinkView(id: string, now: Date): Promise<boolean>;
   /** Throws when the store cannot answer (readiness). */
   check(): Promise<void>;
   close(): Promise<void>;

@@ -205,6 +205,50 @@ describe('keygen', () => {
   });
 });
 
+describe('sign', () => {
+  it('prints a signed URL the server serves without a token; without keys it is exit 2', async () => {
+    const dataDir = join(scratch, 'sign-data');
+    const keys = `k1:${Buffer.alloc(32, 7).toString('base64')}`;
+    let server = await startTestServer({ dev: true, signingKeys: keys }, { dataDir });
+    const token = await server.token('alice', 'images:write');
+    const body = await sharp({ create: { width: 800, height: 400, channels: 3, background: '#369' } })
+      .png()
+      .toBuffer();
+    const created = await fetch(`${server.url}/v1/images`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'image/png' },
+      body,
+    });
+    const { id } = (await created.json()) as { id: string };
+    await server.close();
+
+    const env = { PIXGATE_DATA_DIR: dataDir, PIXGATE_SIGNING_KEYS: keys };
+    const [signed, noKeys, badWidth] = await Promise.all([
+      run(['sign', id, '--w', '360', '--format', 'webp', '--ttl', '1h'], env),
+      run(['sign', id, '--w', '360'], { PIXGATE_DATA_DIR: dataDir }),
+      run(['sign', id, '--w', '0'], env),
+    ]);
+    expect(signed.stderr).toMatch(/^expires \d{4}-/);
+    expect(signed.code).toBe(0);
+    const url = signed.stdout.trim();
+    expect(url).toMatch(new RegExp(`^/v1/images/${id}\\?format=webp&w=360&exp=\\d+&kid=k1&sig=[\\w-]{43}$`));
+    expect(noKeys.code).toBe(2);
+    expect(noKeys.stderr).toContain('PIXGATE_SIGNING_KEYS: required to sign URLs');
+    expect(badWidth.code).toBe(2);
+    expect(badWidth.stderr).toContain('Expected integer 1..4096 for w but received 0');
+
+    server = await startTestServer({ dev: true, signingKeys: keys }, { dataDir });
+    try {
+      const response = await fetch(`${server.url}${url}`);
+      expect(response.status).toBe(200);
+      expect(response.headers.get('content-type')).toBe('image/webp');
+      expect((await sharp(Buffer.from(await response.arrayBuffer())).metadata()).width).toBe(360);
+    } finally {
+      await server.close();
+    }
+  });
+});
+
 describe('token', () => {
   let server: TestServer | undefined;
   afterAll(async () => {

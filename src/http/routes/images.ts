@@ -5,16 +5,13 @@ import type { Authenticator } from '../../auth/authenticate.js';
 import { CREDENTIAL_QUERY_PARAMS } from '../../auth/credentials.js';
 import { isAdmin, type Principal } from '../../auth/principal.js';
 import type { VariantCache } from '../../cache/variant-cache.js';
-import { etagOf, variantKey } from '../../cache/variant-key.js';
 import type { Config } from '../../config/schema.js';
 import { AppError, notFound } from '../../errors.js';
 import { type Ingest, tooLarge, uploadKey } from '../../images/ingest.js';
-import { chooseFormat, isAnimated } from '../../images/negotiate.js';
-import { predictOutputSize } from '../../images/output-size.js';
-import { defaultQuality } from '../../images/pipeline.js';
-import { canonicalTransform, parseTransform } from '../../images/transform.js';
-import { contentTypes, type RenderPlan } from '../../images/types.js';
+import { parseTransform } from '../../images/transform.js';
+import { contentTypes } from '../../images/types.js';
 import type { VariantService } from '../../images/variants.js';
+import type { Limits } from '../../limits/limits.js';
 import type { Logger } from '../../logger.js';
 import type { Origin } from '../../origins/origin.js';
 import {
@@ -31,6 +28,7 @@ import { type ImageRecord, type Store, visibilities } from '../../store/store.js
 import { type Caller, identify, rawQuery } from '../authenticate.js';
 import { matchesIfNoneMatch, VARY_IMAGE } from '../headers.js';
 import { jsonFormEtag, outputTooLarge, sendJsonForm, wantsJsonForm } from '../json-form.js';
+import type { VariantSender } from '../send-variant.js';
 import { isJsonRequest, registerFromJson } from './register.js';
 
 export interface ImageRoutesOptions {
@@ -42,6 +40,14 @@ export interface ImageRoutesOptions {
   readonly ingest: Ingest;
   readonly authenticate: Authenticator;
   readonly logger: Logger;
+  // Issue 4: limits, and the signed-URL and variant halves of an image response.
+  readonly limits: Limits;
+  readonly sendVariant: VariantSender;
+  readonly sendSigned: (
+    request: FastifyRequest<{ Params: { id: string } }>,
+    reply: FastifyReply,
+    query: URLSearchParams,
+  ) => Promise<unknown>;
 }
 
 /** The JSON an image is described by (SPEC §4, `/meta`); `owner` only for owner and admins. */
@@ -87,6 +93,7 @@ function parseVisibility(value: string | undefined): ImageRecord['visibility'] {
 
 export function registerImageRoutes(app: FastifyInstance, options: ImageRoutesOptions): void {
   const { config, store, cache, origin, variants, ingest, authenticate, logger } = options;
+  const { limits, sendVariant, sendSigned } = options;
   const policy: PolicyOptions = config;
   const transformLimits = config;
 
@@ -108,17 +115,24 @@ export function registerImageRoutes(app: FastifyInstance, options: ImageRoutesOp
   async function sendImage(request: FastifyRequest<{ Params: { id: string } }>, reply: FastifyReply) {
     const query = rawQuery(request);
     const caller = await identify(request, authenticate, { allowQuery: true, query });
+    if (caller.source === 'signed') return sendSigned(request, reply, query);
     // Parsed before the image is looked up: a bad parameter must answer the same for an id
     // that exists and one that does not.
     const requested = parseTransform(query, transformLimits, CREDENTIAL_QUERY_PARAMS);
     const image = await findImage(request.params.id);
+    // Issue 4: rate and scrape limits, before the policy so probing unknown ids counts too.
+    const principal = caller.principal;
+    await limits.view(
+      principal ? `p:${principal.subject}` : `ip:${request.ip}`,
+      request.params.id,
+      principal !== null && image?.owner === principal.subject,
+    );
     const decision = authorizeView(caller.principal, image, requested, policy);
     const record = image as ImageRecord;
 
-    reply.header('vary', VARY_IMAGE).header('cache-control', cacheControl(caller, record, decision));
-    const asJson = wantsJsonForm(request.headers.accept);
-
     if (decision.kind === 'original') {
+      reply.header('vary', VARY_IMAGE).header('cache-control', cacheControl(caller, record, decision));
+      const asJson = wantsJsonForm(request.headers.accept);
       const etag = asJson ? jsonFormEtag(`"${record.originEtag}"`) : `"${record.originEtag}"`;
       reply.header('etag', etag);
       if (matchesIfNoneMatch(request.headers['if-none-match'], etag)) return reply.code(304).send();
@@ -134,26 +148,10 @@ export function registerImageRoutes(app: FastifyInstance, options: ImageRoutesOp
       return reply.type(contentType).send(original.body);
     }
 
-    const { transform } = decision;
-    const output = predictOutputSize(record, transform);
-    const format = chooseFormat(
-      transform.format,
-      request.headers.accept,
-      { hasAlpha: record.hasAlpha, isAnimated: isAnimated(record.format, record.pages) },
-      output.width * output.height,
-      config.avifAutoMaxPixels,
-    );
-    const plan: RenderPlan = { transform, format, quality: transform.q ?? defaultQuality[format] };
-    const key = variantKey(record, canonicalTransform(transform), format);
-    const etag = asJson ? jsonFormEtag(etagOf(key)) : etagOf(key);
-    reply.header('etag', etag);
-    if (decision.isClamped) reply.header('pixgate-clamped', '1');
-    // Decided before any processing: a revalidation costs no sharp work and no origin read.
-    if (matchesIfNoneMatch(request.headers['if-none-match'], etag)) return reply.code(304).send();
-
-    const variant = await variants.variant(record, plan, key);
-    if (asJson) return sendJsonForm(reply, variant, config.jsonMaxBytes);
-    return reply.type(variant.contentType).send(variant.body);
+    return sendVariant(request, reply, record, decision.transform, {
+      isClamped: decision.isClamped,
+      cacheControl: cacheControl(caller, record, decision),
+    });
   }
 
   app.get<{ Params: { id: string } }>('/v1/images/:id', sendImage);
@@ -214,6 +212,7 @@ export function registerImageRoutes(app: FastifyInstance, options: ImageRoutesOp
         'The origin is read-only: register its originals instead of uploading',
       );
     }
+    await limits.upload(principal.subject);
     const params = readParams(rawQuery(request), ['visibility']);
     const visibility = parseVisibility(params.get('visibility'));
     // Refused before reading a byte when the length is announced; multipart framing adds a little.
@@ -230,11 +229,24 @@ export function registerImageRoutes(app: FastifyInstance, options: ImageRoutesOp
       .send(imageMeta(image, true));
   });
 
+  // Issue 4: each owner's originals stay within PIXGATE_QUOTA_BYTES. Two uploads racing may
+  // both pass the check: the quota can be passed by at most one upload per concurrent request.
+  async function checkQuota(owner: string, bytes: number): Promise<void> {
+    if ((await store.ownerBytes(owner)) + bytes > config.quotaBytes) {
+      throw new AppError(
+        'quota_exceeded',
+        `The upload would pass the storage quota of ${config.quotaBytes} bytes`,
+      );
+    }
+  }
+
   async function readUpload(
     request: FastifyRequest,
     principal: Principal,
     visibility: ImageRecord['visibility'],
   ) {
+    await checkQuota(principal.subject, 1);
+    const beforeStore = (bytes: number) => checkQuota(principal.subject, bytes);
     if (request.isMultipart()) {
       // One byte over our own cap: busboy would silently truncate at its limit, while ingest
       // counts the bytes itself and refuses with 413 before anything is stored.
@@ -246,7 +258,7 @@ export function registerImageRoutes(app: FastifyInstance, options: ImageRoutesOp
         part.file.resume();
         throw new AppError('invalid_request', 'Expected a multipart field named "file"');
       }
-      return ingest.fromStream(part.file, { owner: principal.subject, visibility });
+      return ingest.fromStream(part.file, { owner: principal.subject, visibility, beforeStore });
     }
     // Raw bodies arrive as the request stream itself (content-type parser in server.ts); any
     // other parsed body (JSON, text) is not an upload.
@@ -256,7 +268,7 @@ export function registerImageRoutes(app: FastifyInstance, options: ImageRoutesOp
         'Expected an image body (image/* or application/octet-stream) or multipart/form-data',
       );
     }
-    return ingest.fromStream(request.body, { owner: principal.subject, visibility });
+    return ingest.fromStream(request.body, { owner: principal.subject, visibility, beforeStore });
   }
 
   app.patch<{ Params: { id: string } }>('/v1/images/:id', async (request, reply) => {

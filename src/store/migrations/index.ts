@@ -1,6 +1,7 @@
 import type { Migration, MigrationProvider } from 'kysely';
 import * as images from './0001-images.js';
 import * as sessions from './0002-sessions.js';
+import * as capabilities from './0003-capabilities.js';
 
 /**
  * Every migration, imported statically: they are compiled with the rest into dist/ and run the
@@ -11,6 +12,7 @@ import * as sessions from './0002-sessions.js';
 export const migrations: Readonly<Record<string, Migration>> = {
   '0001-images': images,
   '0002-sessions': sessions,
+  '0003-capabilities': capabilities,
 };
 
 export const migrationProvider: MigrationProvider = {

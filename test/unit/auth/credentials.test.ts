@@ -141,6 +141,6 @@ describe('extractCredential', () => {
   });
 
   it('names the query parameters that carry credentials, for the transform parser', () => {
-    expect(CREDENTIAL_QUERY_PARAMS).toEqual(['access_token']);
+    expect(CREDENTIAL_QUERY_PARAMS).toEqual(['access_token', 'exp', 'kid', 'sig']);
   });
 });

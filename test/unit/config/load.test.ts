@@ -103,6 +103,13 @@ describe('defaults', () => {
       cookieSamesite: 'Strict',
       jsonMaxBytes: 5 * MiB,
       corsOrigins: [],
+      signingKeys: [],
+      signedUrlBucket: 3600,
+      rateLimit: 600,
+      scrapeLimit: 1000,
+      uploadLimit: 200,
+      quotaBytes: 10 * GiB,
+      previewBlur: 0,
       trustProxy: false,
       logLevel: 'info',
     });
@@ -617,5 +624,59 @@ describe('the result', () => {
     }).toThrow(TypeError);
     expect(config.port).toBe(8080);
     expect(config.sizes).toEqual([100]);
+  });
+});
+
+describe('issue 4 settings', () => {
+  const key = (kid: string, fill = 1) => `${kid}:${Buffer.alloc(32, fill).toString('base64')}`;
+
+  it('read signing keys as kid:base64secret, in order', () => {
+    const config = load({ env: { PIXGATE_SIGNING_KEYS: ` ${key('new', 2)} , ${key('old')}` } });
+    expect(config.signingKeys).toEqual([
+      { kid: 'new', secret: Buffer.alloc(32, 2).toString('base64') },
+      { kid: 'old', secret: Buffer.alloc(32, 1).toString('base64') },
+    ]);
+  });
+
+  it('refuse malformed, short or repeated signing keys', () => {
+    expect(problemsOf({ env: { PIXGATE_SIGNING_KEYS: 'nokid' } })[0]).toContain(
+      'Expected kid:base64secret (`pixgate keygen` prints one)',
+    );
+    expect(
+      problemsOf({ env: { PIXGATE_SIGNING_KEYS: `k1:${Buffer.alloc(16).toString('base64')}` } })[0],
+    ).toContain('A signing secret needs at least 32 bytes');
+    expect(problemsOf({ env: { PIXGATE_SIGNING_KEYS: `${key('k1')},${key('k1', 2)}` } })[0]).toContain(
+      'Each key id may appear only once',
+    );
+    expect(
+      problemsOf({ env: { PIXGATE_SIGNING_KEYS: `bad kid!:${Buffer.alloc(32).toString('base64')}` } })[0],
+    ).toContain('Key ids are 1 to 32 of A-Z a-z 0-9 _ -');
+  });
+
+  it('need the introspection client with the introspection URL', () => {
+    expectProblems({ env: { PIXGATE_INTROSPECTION_URL: 'https://login.example.com/introspect' } }, [
+      'PIXGATE_INTROSPECTION_CLIENT_ID: required with PIXGATE_INTROSPECTION_URL',
+      'PIXGATE_INTROSPECTION_CLIENT_SECRET: required with PIXGATE_INTROSPECTION_URL',
+    ]);
+  });
+
+  it('take 0 as off for the count limits, and a byte size for the quota', () => {
+    const config = load({
+      env: {
+        PIXGATE_RATE_LIMIT: '0',
+        PIXGATE_SCRAPE_LIMIT: '0',
+        PIXGATE_QUOTA_BYTES: '5GiB',
+        PIXGATE_PREVIEW_BLUR: '2.5',
+      },
+    });
+    expect([config.rateLimit, config.scrapeLimit, config.quotaBytes, config.previewBlur]).toEqual([
+      0,
+      0,
+      5 * GiB,
+      2.5,
+    ]);
+    expect(problemsOf({ env: { PIXGATE_PREVIEW_BLUR: '0.1' } })).toEqual([
+      'PIXGATE_PREVIEW_BLUR: Expected 0 (off) or a sigma 0.3..100 but received "0.1"',
+    ]);
   });
 });

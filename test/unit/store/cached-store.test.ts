@@ -47,6 +47,16 @@ describe('image cache', () => {
     expect(await store.getImage(image.id)).toBeUndefined();
   });
 
+  it('serves the new version at once after a revocation made through it (issue 4)', async () => {
+    const inner = counting(await openSqliteStore(':memory:'));
+    const store = withImageCache(inner.store, { maxEntries: 10, ttlMs: 60_000 });
+    const image = makeImage();
+    await store.insertImage(image);
+    expect((await store.getImage(image.id))?.version).toBe(1);
+    expect((await store.bumpVersion(image.id))?.version).toBe(2);
+    expect((await store.getImage(image.id))?.version).toBe(2);
+  });
+
   it('does not remember missing ids', async () => {
     const inner = counting(await openSqliteStore(':memory:'));
     const store = withImageCache(inner.store, { maxEntries: 10, ttlMs: 60_000 });

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AppError } from '../../../src/errors.js';
-import type { ImageRecord, Store } from '../../../src/store/store.js';
+import type { ImageRecord, LinkRecord, Store } from '../../../src/store/store.js';
 
 /**
  * One suite for every Store (DESIGN.md, Tests; after imgproxy's storage tests): SQLite now,
@@ -279,6 +279,87 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
         expect(await store.deleteImage(newId())).toBe(false);
         expect(await store.getImage(other.id)).toEqual(other);
         expect((await store.listImages('alice', { limit: 10 })).items).toEqual([other]);
+      });
+    });
+
+    // Issue 4: revocation, quota and share links.
+    describe('bumpVersion / ownerBytes', () => {
+      it('bumps only the version and answers undefined for a missing image', async () => {
+        const image = makeImage();
+        await store.insertImage(image);
+        expect(await store.bumpVersion(image.id)).toEqual({ ...image, version: 2 });
+        expect(await store.bumpVersion(image.id)).toEqual({ ...image, version: 3 });
+        expect(await store.getImage(image.id)).toEqual({ ...image, version: 3 });
+        expect(await store.bumpVersion(newId())).toBeUndefined();
+      });
+
+      it('sums the bytes of one owner', async () => {
+        expect(await store.ownerBytes('alice')).toBe(0);
+        await store.insertImage(makeImage({ bytes: 1000 }));
+        await store.insertImage(makeImage({ bytes: 3_000_000_000 }));
+        await store.insertImage(makeImage({ owner: 'bob', bytes: 7 }));
+        expect(await store.ownerBytes('alice')).toBe(3_000_001_000);
+        expect(await store.ownerBytes('bob')).toBe(7);
+      });
+    });
+
+    describe('links', () => {
+      const t0 = Date.parse('2025-06-01T00:00:00.000Z');
+      const makeLink = (image: ImageRecord, overrides: Partial<LinkRecord> = {}): LinkRecord => ({
+        id: newId(),
+        imageId: image.id,
+        tokenHash: randomBytes(32).toString('base64url'),
+        imageVersion: image.version,
+        createdBy: image.owner,
+        createdAt: new Date(t0),
+        expiresAt: new Date(t0 + 60_000),
+        maxViews: null,
+        maxWidth: null,
+        views: 0,
+        ...overrides,
+      });
+
+      it('round-trips, finds by hash, lists live ones and deletes', async () => {
+        const image = makeImage();
+        await store.insertImage(image);
+        const link = makeLink(image, { maxViews: 3, maxWidth: 640 });
+        const expired = makeLink(image, { expiresAt: new Date(t0) });
+        await store.insertLink(link);
+        await store.insertLink(expired);
+        expect(await store.getLink(link.id)).toEqual(link);
+        expect(await store.findLinkByTokenHash(link.tokenHash)).toEqual(link);
+        expect(await store.findLinkByTokenHash(randomBytes(32).toString('base64url'))).toBeUndefined();
+        expect((await store.listLinks(image.id, new Date(t0))).map((l) => l.id)).toEqual([link.id]);
+        // A revoked image (new version) has no live links.
+        await store.bumpVersion(image.id);
+        expect(await store.listLinks(image.id, new Date(t0))).toEqual([]);
+        expect(await store.deleteLink(link.id)).toBe(true);
+        expect(await store.deleteLink(link.id)).toBe(false);
+        expect(await store.getLink(link.id)).toBeUndefined();
+      });
+
+      it('counts views only within the budget and before expiry, also when racing', async () => {
+        const image = makeImage();
+        await store.insertImage(image);
+        const link = makeLink(image, { maxViews: 2 });
+        await store.insertLink(link);
+        const results = await Promise.all([1, 2, 3, 4].map(() => store.countLinkView(link.id, new Date(t0))));
+        expect(results.filter(Boolean)).toHaveLength(2);
+        expect((await store.getLink(link.id))?.views).toBe(2);
+        const open = makeLink(image);
+        await store.insertLink(open);
+        expect(await store.countLinkView(open.id, new Date(t0 + 59_999))).toBe(true);
+        expect(await store.countLinkView(open.id, new Date(t0 + 60_000))).toBe(false);
+        expect(await store.countLinkView(newId(), new Date(t0))).toBe(false);
+      });
+
+      it('go with their image', async () => {
+        const image = makeImage();
+        await store.insertImage(image);
+        const link = makeLink(image);
+        await store.insertLink(link);
+        await store.deleteImage(image.id);
+        expect(await store.getLink(link.id)).toBeUndefined();
       });
     });
 

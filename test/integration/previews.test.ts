@@ -1,0 +1,120 @@
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestServer, type TestServer } from '../helpers/pixgate.js';
+
+/**
+ * Preview refinements over real HTTP (issue 4): blur and watermark on clamped previews, presets,
+ * strictSizes. Pixels are compared with sharp's own statistics of the real output.
+ */
+
+let server: TestServer;
+let alice: string;
+let bob: string;
+let id: string;
+
+const auth = (token: string) => ({ authorization: `Bearer ${token}` });
+
+async function fetchImage(path: string, token: string) {
+  const response = await fetch(`${server.url}${path}`, { headers: auth(token) });
+  const body = Buffer.from(await response.arrayBuffer());
+  return { response, body };
+}
+
+/** Mean standard deviation of the channels above the watermark band: detail the blur takes away. */
+async function detail(body: Buffer): Promise<number> {
+  const { width, height } = await sharp(body).metadata();
+  // Pixels first (raw): a watermarked PNG carries an opaque alpha channel, which stats() of the
+  // encoded file would weigh in.
+  const { data } = await sharp(body).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+  const top = data.subarray(0, width * Math.round(height * 0.7) * 3);
+  const stats = await sharp(top, { raw: { width, height: Math.round(height * 0.7), channels: 3 } }).stats();
+  return stats.channels.slice(0, 3).reduce((sum, channel) => sum + channel.stdev, 0) / 3;
+}
+
+/** Mean brightness of the bottom fifth, where the watermark band lies. */
+async function bottomMean(body: Buffer): Promise<number> {
+  const { width, height } = await sharp(body).metadata();
+  const band = Math.round(height / 5);
+  const { data } = await sharp(body).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+  const bottom = data.subarray(width * (height - band) * 3);
+  const stats = await sharp(bottom, { raw: { width, height: band, channels: 3 } }).stats();
+  return stats.channels.slice(0, 3).reduce((sum, channel) => sum + channel.mean, 0) / 3;
+}
+
+beforeAll(async () => {
+  server = await startTestServer({
+    dev: true,
+    previewMax: 200,
+    previewBlur: 4,
+    previewWatermark: 'preview',
+    sizes: [100, 200, 400],
+    strictSizes: true,
+    presets: { thumb: { w: 100, h: 100, fit: 'cover' } },
+  });
+  alice = await server.token('alice', 'images:write');
+  bob = await server.token('bob');
+  // A light checkerboard of 32 px squares (8 px in a 200 px preview): sharp edges for the blur
+  // to smear, light enough for the band to darken.
+  const pixels = Buffer.alloc(800 * 600 * 3);
+  for (let y = 0; y < 600; y++) {
+    for (let x = 0; x < 800; x++)
+      pixels.fill(((x >> 5) + (y >> 5)) % 2 ? 255 : 150, (y * 800 + x) * 3, (y * 800 + x) * 3 + 3);
+  }
+  const photo = await sharp(pixels, { raw: { width: 800, height: 600, channels: 3 } })
+    .png()
+    .toBuffer();
+  const response = await fetch(`${server.url}/v1/images?visibility=preview`, {
+    method: 'POST',
+    headers: { ...auth(alice), 'content-type': 'image/png' },
+    body: photo,
+  });
+  id = ((await response.json()) as { id: string }).id;
+});
+afterAll(() => server.destroy());
+
+describe('preview refinements', () => {
+  it('blurs and watermarks a clamped preview, not the owner’s variant of the same size', async () => {
+    const preview = await fetchImage(`/v1/images/${id}?w=400&format=png`, bob);
+    expect(preview.response.status).toBe(200);
+    expect(preview.response.headers.get('pixgate-clamped')).toBe('1');
+    const own = await fetchImage(`/v1/images/${id}?w=200&format=png`, alice);
+    expect(own.response.headers.get('pixgate-clamped')).toBeNull();
+    expect((await sharp(preview.body).metadata()).width).toBe(200);
+    expect((await sharp(own.body).metadata()).width).toBe(200);
+
+    // Blurred with sigma 4, exactly as the owner asking for blur=4 gets it.
+    const blurred = await fetchImage(`/v1/images/${id}?w=200&blur=4&format=png`, alice);
+    expect(await detail(preview.body)).toBeLessThan((await detail(own.body)) * 0.8);
+    expect(await detail(preview.body)).toBeCloseTo(await detail(blurred.body), 0);
+    expect(await bottomMean(preview.body)).toBeLessThan((await bottomMean(own.body)) - 40);
+    expect(preview.response.headers.get('etag')).not.toBe(own.response.headers.get('etag'));
+  });
+
+  it('leaves a preview that needs no clamping as it is', async () => {
+    const small = await fetchImage(`/v1/images/${id}?w=100&format=png`, bob);
+    const own = await fetchImage(`/v1/images/${id}?w=100&format=png`, alice);
+    expect(small.response.headers.get('pixgate-clamped')).toBeNull();
+    expect(small.response.headers.get('etag')).toBe(own.response.headers.get('etag'));
+  });
+
+  it('expands presets from the settings, explicit parameters overriding them', async () => {
+    const thumb = await fetchImage(`/v1/images/${id}?preset=thumb`, alice);
+    expect(thumb.response.status).toBe(200);
+    const meta = await sharp(thumb.body).metadata();
+    expect([meta.width, meta.height]).toEqual([100, 100]);
+    const unknown = await fetchImage(`/v1/images/${id}?preset=huge`, alice);
+    expect(unknown.response.status).toBe(400);
+    expect(JSON.parse(unknown.body.toString())).toEqual({
+      error: { code: 'invalid_transform', message: 'Unknown preset "huge"' },
+    });
+  });
+
+  it('with strictSizes, refuses a width outside the sizes list', async () => {
+    expect((await fetchImage(`/v1/images/${id}?w=400`, alice)).response.status).toBe(200);
+    const refused = await fetchImage(`/v1/images/${id}?w=300`, alice);
+    expect(refused.response.status).toBe(400);
+    expect(JSON.parse(refused.body.toString())).toEqual({
+      error: { code: 'invalid_transform', message: 'Expected one of 100, 200, 400 for w but received 300' },
+    });
+  });
+});
