@@ -2,6 +2,16 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { BenchIssuer } from './issuer.js';
 import { freePort, type ServerProcess, startServer } from './processes.js';
 
+/**
+ * One user hammering one image: the abuse limits (issue 4) would answer 429. They stay on, set
+ * out of reach, so their cost is part of every figure (and of every profile).
+ */
+export const LIMITS_OUT_OF_REACH = {
+  PIXGATE_RATE_LIMIT: '10000000',
+  PIXGATE_SCRAPE_LIMIT: '10000000',
+  PIXGATE_UPLOAD_LIMIT: '10000000',
+} as const;
+
 /** pixgate as a separate process (`dist/cli/main.js serve`), configured by env only. */
 export interface Pixgate extends ServerProcess {
   /** The bearer token of the benchmark's user, as a header. */

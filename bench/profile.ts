@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { startIssuer } from './issuer.js';
 import { runWrk } from './load.js';
 import { synthesizePhoto } from './photo.js';
+import { LIMITS_OUT_OF_REACH } from './pixgate-process.js';
 import { freePort, startServer } from './processes.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -49,6 +50,7 @@ Object.assign(env, {
   PIXGATE_ISSUER: issuer.issuer,
   PIXGATE_AUDIENCE: issuer.audience,
   PIXGATE_JWKS_URL: issuer.jwksUrl,
+  ...LIMITS_OUT_OF_REACH,
   ...extra,
 });
 const server = await startServer({

@@ -38,7 +38,7 @@ import {
 } from './memory.js';
 import { originsLines, runOriginsPhase } from './origins.js';
 import { synthesizePhoto } from './photo.js';
-import { type Pixgate, startPixgate, upload } from './pixgate-process.js';
+import { LIMITS_OUT_OF_REACH, type Pixgate, startPixgate, upload } from './pixgate-process.js';
 import { runSignedPhase, SIGNED_CONNECTIONS, type SignedResult } from './signed.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -161,14 +161,7 @@ async function main(): Promise<void> {
         issuer,
         token,
         logFile: join(tmp, `${name}.log`),
-        // One user hammering one image: the abuse limits (issue 4) would answer 429. They stay
-        // on, set out of reach, so their cost is part of every figure.
-        env: {
-          PIXGATE_RATE_LIMIT: '10000000',
-          PIXGATE_SCRAPE_LIMIT: '10000000',
-          PIXGATE_UPLOAD_LIMIT: '10000000',
-          ...env,
-        },
+        env: { ...LIMITS_OUT_OF_REACH, ...env },
         nodeArgs: (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter((arg) => arg !== ''),
       });
       running.add(pixgate);
