@@ -163,7 +163,10 @@ function scaled(
   return value;
 }
 
-/** The normalized object: only set fields; `fit` kept only when both w and h make it matter. */
+/**
+ * The normalized object: only set fields; `fit` kept only when both w and h make it matter.
+ * Assigned field by field, not spread from conditionals: this runs on every image request.
+ */
 function build(fields: {
   w?: number | undefined;
   h?: number | undefined;
@@ -173,14 +176,15 @@ function build(fields: {
   blur?: number | undefined;
 }): Transform {
   const { w, h, q, blur } = fields;
-  return {
-    ...(w !== undefined && { w }),
-    ...(h !== undefined && { h }),
+  const transform: { -readonly [K in keyof Transform]: Transform[K] } = {
     fit: w !== undefined && h !== undefined ? (fields.fit ?? 'inside') : 'inside',
     format: fields.format ?? 'auto',
-    ...(q !== undefined && { q }),
-    ...(blur !== undefined && { blur }),
   };
+  if (w !== undefined) transform.w = w;
+  if (h !== undefined) transform.h = h;
+  if (q !== undefined) transform.q = q;
+  if (blur !== undefined) transform.blur = blur;
+  return transform;
 }
 
 /**

@@ -1,0 +1,20 @@
+import { describe, expect, it } from 'vitest';
+import { redactUrl } from '../../src/logger.js';
+
+describe('redactUrl', () => {
+  it.each([
+    ['/v1/images/abc', '/v1/images/abc'],
+    ['/v1/images/abc?w=360&format=webp', '/v1/images/abc?w=360&format=webp'],
+    ['/v1/images/abc?w=360&access_token=T', '/v1/images/abc?w=360&access_token=[redacted]'],
+    ['/v1/images/abc?ACCESS_TOKEN=T', '/v1/images/abc?ACCESS_TOKEN=[redacted]'],
+    ['/v1/images/abc?access%5Ftoken=T', '/v1/images/abc?access%5Ftoken=[redacted]'],
+    ['/v1/images/abc?%73ig=S&exp=1', '/v1/images/abc?%73ig=[redacted]&exp=1'],
+    ['/v1/images/abc?w=360&sig=S&kid=k', '/v1/images/abc?w=360&sig=[redacted]&kid=k'],
+    // Names that merely contain the words are not credentials.
+    ['/v1/images/abc?signature=S', '/v1/images/abc?signature=S'],
+    ['/s/SHARETOKEN', '/s/[redacted]'],
+    ['/s/SHARETOKEN?w=360', '/s/[redacted]?w=360'],
+  ])('%s is logged as %s', (url, logged) => {
+    expect(redactUrl(url)).toBe(logged);
+  });
+});
