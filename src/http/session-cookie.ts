@@ -65,11 +65,6 @@ function hasExplicitCredential(request: FastifyRequest): boolean {
   return query.has('access_token') || query.has('sig');
 }
 
-const pathOf = (request: FastifyRequest) => {
-  const at = request.url.indexOf('?');
-  return at === -1 ? request.url : request.url.slice(0, at);
-};
-
 /**
  * Same-origin, as the browser says it: `Sec-Fetch-Site` when sent (it cannot be forged by a page),
  * and `Origin` equal to ours. A request that states neither is refused: every browser sends
@@ -85,14 +80,18 @@ function isSameOrigin(request: FastifyRequest): boolean {
 
 /**
  * Which requests the cookie may carry: GET/HEAD under `/v1/images` (images, meta, the list)
- * with no CSRF token, since `<img>` cannot send one; unsafe requests there and on
- * `/v1/sessions/current` only with the CSRF token and a same-origin request.
+ * with no CSRF token, since `<img>` cannot send one; unsafe requests there, on
+ * `/v1/sessions/current` and on `/v1/links/:linkId` (ending a share link made in the same
+ * browser) only with the CSRF token and a same-origin request. Decided on the route the request
+ * was matched to, not on its raw URL: `/v1/sessions/%63urrent` or an absolute-form target
+ * reach the same handler and must meet the same rule.
  */
 function cookieScope(request: FastifyRequest): 'read' | 'unsafe' | 'none' {
-  const path = pathOf(request);
-  const isImages = path === '/v1/images' || path.startsWith('/v1/images/');
+  const route = request.routeOptions.url;
+  if (route === undefined) return 'none';
+  const isImages = route === '/v1/images' || route.startsWith('/v1/images/');
   if (SAFE_METHODS.has(request.method)) return isImages ? 'read' : 'none';
-  return isImages || path === '/v1/sessions/current' ? 'unsafe' : 'none';
+  return isImages || route === '/v1/sessions/current' || route === '/v1/links/:linkId' ? 'unsafe' : 'none';
 }
 
 export const csrfFailed = () =>

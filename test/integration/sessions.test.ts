@@ -264,6 +264,35 @@ describe('ending and rotating', () => {
     expect((await get(`/v1/images/${privateId}`, { cookie })).status).toBe(401);
   });
 
+  it('meets the same rule on another spelling of the path (the route decides, not the raw URL)', async () => {
+    const { cookie, csrfToken } = await startSession(alice);
+    const crossSite = { cookie, origin: 'https://evil.example', 'x-csrf-token': csrfToken };
+    const encoded = await fetch(`${server.url}/v1/sessions/%63urrent`, { method: 'DELETE', headers: crossSite });
+    expect(encoded.status).toBe(403);
+    expect((await get(`/v1/images/${privateId}`, { cookie })).status).toBe(200);
+  });
+
+  it('ends a share link made in the same browser (needs CSRF)', async () => {
+    const { cookie, csrfToken } = await startSession(alice);
+    const own = new URL(server.url).origin;
+    const unsafe = { cookie, origin: own, 'x-csrf-token': csrfToken };
+    const made = await fetch(`${server.url}/v1/images/${privateId}/links`, {
+      method: 'POST',
+      headers: { ...unsafe, 'content-type': 'application/json' },
+      body: JSON.stringify({ ttlSeconds: 3600 }),
+    });
+    expect(made.status, await made.clone().text()).toBe(201);
+    const { id } = (await made.json()) as { id: string };
+    const del = (headers: Record<string, string>) =>
+      fetch(`${server.url}/v1/links/${id}`, { method: 'DELETE', headers });
+    const noCsrf = await del({ cookie, origin: own });
+    expect(noCsrf.status).toBe(403);
+    expect(((await noCsrf.json()) as { error: { code: string } }).error.code).toBe('csrf_failed');
+    expect((await del({ ...unsafe, origin: 'https://evil.example' })).status).toBe(403);
+    expect((await del(unsafe)).status).toBe(204);
+    expect((await del(unsafe)).status).toBe(404);
+  });
+
   it('expires with the token', async () => {
     const { cookie } = await startSession(alice);
     expect((await get(`/v1/images/${privateId}?w=10`, { cookie })).status).toBe(200);
