@@ -23,6 +23,11 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
 }
 
 const SECRET_PARAMS = new Set(['access_token', 'sig']);
+/**
+ * A share-link path in every spelling fastify routes to `/s/:token`: an absolute-form target
+ * (`GET http://host/s/…`), an encoded `s`, repeated slashes.
+ */
+const SHARE_PATH = /^((?:[a-z][a-z0-9+.-]*:\/\/[^/?#]*)?)\/+(?:s|%73)\/+[^/?#]+/i;
 /** A query without this cannot name a SECRET_PARAMS parameter, however it is spelled. */
 const MAY_HOLD_SECRET = /access|sig|[%+]/i;
 
@@ -34,7 +39,7 @@ function decodedName(rawName: string): string {
 
 export function redactUrl(url: string): string {
   const at = url.indexOf('?');
-  const path = (at === -1 ? url : url.slice(0, at)).replace(/^\/s\/[^/?#]+/, '/s/[redacted]');
+  const path = (at === -1 ? url : url.slice(0, at)).replace(SHARE_PATH, '$1/s/[redacted]');
   if (at === -1) return path;
   // The common query (`w=360&format=webp`) holds neither name in any spelling: no encoded
   // character, so nothing to decode, and no name to hide. Logged as it is, without the split.

@@ -5,11 +5,11 @@
  * `Cache-Control: no-store` and its exact `WWW-Authenticate` challenge.
  */
 import { randomUUID } from 'node:crypto';
-import { connect } from 'node:net';
 import sharp from 'sharp';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { messages } from '../../src/errors.js';
 import { type JwksServer, type SignOptions, startJwksServer } from '../helpers/jwks-server.js';
+import { rawRequest } from '../helpers/net.js';
 import { type OidcProvider, startOidcProvider } from '../helpers/oidc-provider.js';
 import { type Settings, startTestServer, type TestServer } from '../helpers/pixgate.js';
 
@@ -111,30 +111,6 @@ async function shape(response: Response) {
 function counter(metrics: string, series: string): number {
   const line = metrics.split('\n').find((each) => each.startsWith(`${series} `));
   return line === undefined ? 0 : Number(line.slice(series.length + 1));
-}
-
-/**
- * A request written by hand, for what fetch cannot send (two Authorization header lines: fetch
- * would join them into one). Answers the status code and the body.
- */
-function rawRequest(url: string, lines: string[]): Promise<{ status: number; body: string }> {
-  const { hostname, port } = new URL(url);
-  return new Promise((resolve, reject) => {
-    const socket = connect(Number(port), hostname, () => {
-      // write, not end: a half-closed socket makes Node abort a request still being handled.
-      socket.write(`${[...lines, `Host: ${hostname}:${port}`, 'Connection: close'].join('\r\n')}\r\n\r\n`);
-    });
-    let answer = '';
-    socket.setEncoding('latin1');
-    socket.on('data', (chunk: string) => {
-      answer += chunk;
-    });
-    socket.on('error', reject);
-    socket.on('close', () => {
-      const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(answer)?.[1] ?? Number.NaN);
-      resolve({ status, body: answer.slice(answer.indexOf('\r\n\r\n') + 4) });
-    });
-  });
 }
 
 describe('authentication over HTTP', () => {

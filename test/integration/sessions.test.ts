@@ -267,7 +267,10 @@ describe('ending and rotating', () => {
   it('meets the same rule on another spelling of the path (the route decides, not the raw URL)', async () => {
     const { cookie, csrfToken } = await startSession(alice);
     const crossSite = { cookie, origin: 'https://evil.example', 'x-csrf-token': csrfToken };
-    const encoded = await fetch(`${server.url}/v1/sessions/%63urrent`, { method: 'DELETE', headers: crossSite });
+    const encoded = await fetch(`${server.url}/v1/sessions/%63urrent`, {
+      method: 'DELETE',
+      headers: crossSite,
+    });
     expect(encoded.status).toBe(403);
     expect((await get(`/v1/images/${privateId}`, { cookie })).status).toBe(200);
   });

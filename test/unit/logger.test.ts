@@ -14,6 +14,10 @@ describe('redactUrl', () => {
     ['/v1/images/abc?signature=S', '/v1/images/abc?signature=S'],
     ['/s/SHARETOKEN', '/s/[redacted]'],
     ['/s/SHARETOKEN?w=360', '/s/[redacted]?w=360'],
+    ['http://127.0.0.1:8080/s/SHARETOKEN?w=360', 'http://127.0.0.1:8080/s/[redacted]?w=360'],
+    ['/%73/SHARETOKEN', '/s/[redacted]'],
+    ['//S//SHARETOKEN/x', '/s/[redacted]/x'],
+    ['/v1/images/s/abc', '/v1/images/s/abc'],
   ])('%s is logged as %s', (url, logged) => {
     expect(redactUrl(url)).toBe(logged);
   });
