@@ -1,7 +1,9 @@
 import type { FastifyRequest } from 'fastify';
 import type { Authenticator } from '../auth/authenticate.js';
-import { extractCredential } from '../auth/credentials.js';
+import { type Credential, extractCredential } from '../auth/credentials.js';
 import type { Principal } from '../auth/principal.js';
+import { isAppError } from '../errors.js';
+import type { Limits } from '../limits/limits.js';
 import { requestState } from './request-state.js';
 
 export interface Caller {
@@ -29,24 +31,46 @@ function authorizationHeader(request: FastifyRequest): string | string[] | undef
   return lines.length > 1 ? lines : request.headers.authorization;
 }
 
-export async function identify(
-  request: FastifyRequest,
-  authenticate: Authenticator,
-  options: { allowQuery: boolean; query?: URLSearchParams },
-): Promise<Caller> {
-  const credential = extractCredential({
-    authorization: authorizationHeader(request),
-    query: options.query ?? rawQuery(request),
-    allowQuery: options.allowQuery,
-  });
-  const state = requestState(request);
-  // The cookie counts only without an explicit credential (SPEC §3); session-cookie.ts put it here.
-  if (credential.kind === 'none' && state.session) {
-    state.principal = state.session.principal;
-    state.viaCookie = true;
-    return { principal: state.session.principal, source: 'cookie' };
-  }
-  const principal = await authenticate(credential);
-  state.principal = principal;
-  return { principal, source: credential.kind === 'none' ? 'none' : credential.source };
+/**
+ * The caller of a request: its explicit credential verified, else the session cookie the session
+ * hook accepted, else anonymous. A refused credential (malformed, or a token that does not
+ * verify) takes a point from the client IP's request budget before the refusal goes out, as an
+ * anonymous request would: otherwise a flood of junk tokens would never meet a rate limit. Over
+ * the budget the answer is 429.
+ */
+export function createIdentify(authenticate: Authenticator, limits: Limits) {
+  return async function identify(
+    request: FastifyRequest,
+    options: { allowQuery: boolean; query?: URLSearchParams },
+  ): Promise<Caller> {
+    const state = requestState(request);
+    let credential: Credential;
+    let principal: Principal | null;
+    try {
+      credential = extractCredential({
+        authorization: authorizationHeader(request),
+        query: options.query ?? rawQuery(request),
+        allowQuery: options.allowQuery,
+      });
+      // The cookie counts only without an explicit credential (SPEC §3); session-cookie.ts put it here.
+      if (credential.kind === 'none' && state.session) {
+        state.principal = state.session.principal;
+        state.viaCookie = true;
+        return { principal: state.session.principal, source: 'cookie' };
+      }
+      principal = await authenticate(credential);
+    } catch (error) {
+      // 4xx: the client's credential; a 503 (issuer unreachable) is not the client's doing.
+      if (isAppError(error) && error.status < 500) await limits.request(`ip:${request.ip}`);
+      throw error;
+    }
+    state.principal = principal;
+    return { principal, source: credential.kind === 'none' ? 'none' : credential.source };
+  };
 }
+
+export type Identify = ReturnType<typeof createIdentify>;
+
+/** Whose budget a request takes from (SPEC §6): its principal's, else its client IP's. */
+export const requesterOf = (request: FastifyRequest, caller: Caller) =>
+  caller.principal ? `p:${caller.principal.subject}` : `ip:${request.ip}`;

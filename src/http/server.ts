@@ -21,6 +21,7 @@ import { type Logger, redactUrl } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import type { Origin } from '../origins/origin.js';
 import type { Store } from '../store/store.js';
+import { createIdentify } from './authenticate.js';
 import { registerCors } from './cors.js';
 import { securityHeaders } from './headers.js';
 import { sendError } from './reply.js';
@@ -146,10 +147,11 @@ export async function buildServer(parts: ServerParts): Promise<FastifyInstance> 
   });
 
   // Before the image routes: its preHandler turns a session cookie into their principal.
-  await registerSessionRoutes(app, parts);
+  const identify = createIdentify(parts.authenticate, parts.limits);
+  await registerSessionRoutes(app, { ...parts, identify });
   const sendVariant = createVariantSender(config, parts.variants);
-  const capabilities = createCapabilities({ ...parts, sendVariant });
-  registerImageRoutes(app, { ...parts, sendVariant, sendSigned: capabilities.sendSigned });
+  const capabilities = createCapabilities({ ...parts, identify, sendVariant });
+  registerImageRoutes(app, { ...parts, identify, sendVariant, sendSigned: capabilities.sendSigned });
   capabilities.register(app);
   registerHealthRoutes(app, parts);
   registerClientRoutes(app);

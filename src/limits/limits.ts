@@ -23,7 +23,12 @@ export interface LimitsOptions {
 }
 
 export interface Limits {
-  /** One image request by `requester` (`p:sub`, `ip:addr`, `l:linkId`) for an image. */
+  /**
+   * One request by `requester` (`p:sub`, `ip:addr`, `l:linkId`) that shows no original: `/meta`,
+   * the list, a refused credential, a share-link miss. Takes from the rate budget only.
+   */
+  request(requester: string): Promise<void>;
+  /** One image request by `requester` for an image: the rate budget, then the scrape budget. */
   view(requester: string, imageId: string, isOwnImage: boolean): Promise<void>;
   /** One upload by `owner`. */
   upload(owner: string): Promise<void>;
@@ -61,6 +66,9 @@ export function createLimits(options: LimitsOptions): Limits {
   }
 
   return {
+    async request(requester) {
+      if (rate) await take('rate', rate, requester);
+    },
     async view(requester, imageId, isOwnImage) {
       if (rate) await take('rate', rate, requester);
       if (!scrape || !seen || isOwnImage) return;

@@ -99,6 +99,57 @@ describe('rate limit', () => {
   });
 });
 
+describe('rate limit on what shows no original', () => {
+  let server: TestServer;
+  beforeAll(async () => {
+    server = await startTestServer({ dev: true, rateLimit: 3, scrapeLimit: 0 });
+  });
+  afterAll(() => server.destroy());
+
+  it("counts /meta and the list in the principal's budget", async () => {
+    const alice = await server.token('alice', 'images:write');
+    const bob = await server.token('bob');
+    const id = await uploadId(server, alice);
+    const meta = () => fetch(`${server.url}/v1/images/${id}/meta`, { headers: auth(bob) });
+    const list = () => fetch(`${server.url}/v1/images`, { headers: auth(bob) });
+    expect((await meta()).status).toBe(200);
+    expect((await list()).status).toBe(200);
+    expect((await meta()).status).toBe(200);
+    await expectLimited(await list(), 'rate', 3, 60);
+    await expectLimited(await meta(), 'rate', 3, 60);
+    await expectLimited(
+      await fetch(`${server.url}/v1/images/${id}?w=10`, { headers: auth(bob) }),
+      'rate',
+      3,
+      60,
+    );
+  });
+
+  it('counts a refused credential against the client IP, as an anonymous request', async () => {
+    const fresh = await startTestServer({ dev: true, rateLimit: 3, scrapeLimit: 0 });
+    try {
+      const alice = await fresh.token('alice', 'images:write');
+      const id = await uploadId(fresh, alice);
+      const junk = (n: number) =>
+        fetch(`${fresh.url}/v1/images/${id}?w=10`, { headers: auth(`${alice.slice(0, -4)}junk${n}`) });
+      const statuses = [];
+      for (let i = 0; i < 3; i++) statuses.push((await junk(i)).status);
+      expect(statuses).toEqual([401, 401, 401]);
+      await expectLimited(await junk(3), 'rate', 3, 60);
+      // A malformed header too, and the IP's anonymous budget is the one spent.
+      const malformed = await fetch(`${fresh.url}/v1/images/${id}`, {
+        headers: { authorization: 'Bearer a b' },
+      });
+      expect(malformed.status).toBe(429);
+      expect((await fetch(`${fresh.url}/v1/images/${id}?w=10`)).status).toBe(429);
+      // A valid token has its own budget.
+      expect((await fetch(`${fresh.url}/v1/images/${id}?w=10`, { headers: auth(alice) })).status).toBe(200);
+    } finally {
+      await fresh.destroy();
+    }
+  });
+});
+
 describe('rate limit behind a trusted proxy', () => {
   it('counts per X-Forwarded-For client', async () => {
     const server = await startTestServer({ dev: true, rateLimit: 2, scrapeLimit: 0, trustProxy: true });

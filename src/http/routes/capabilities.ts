@@ -1,7 +1,6 @@
 import { hash, randomBytes } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import type { Authenticator } from '../../auth/authenticate.js';
 import type { Principal } from '../../auth/principal.js';
 import { invalidSignature, type SignedUrls } from '../../auth/signed-url.js';
 import type { Clock } from '../../clock.js';
@@ -14,7 +13,7 @@ import type { Limits } from '../../limits/limits.js';
 import { authorizeCapability, type PolicyOptions } from '../../policy/authorize.js';
 import { isImageId, newImageId } from '../../store/ids.js';
 import type { ImageRecord, LinkRecord, Store } from '../../store/store.js';
-import { identify, rawQuery } from '../authenticate.js';
+import { type Identify, rawQuery } from '../authenticate.js';
 import type { VariantSender } from '../send-variant.js';
 
 /**
@@ -26,7 +25,7 @@ import type { VariantSender } from '../send-variant.js';
 export interface CapabilityOptions {
   readonly config: Config;
   readonly store: Store;
-  readonly authenticate: Authenticator;
+  readonly identify: Identify;
   readonly signedUrls: SignedUrls;
   readonly limits: Limits;
   readonly clock: Clock;
@@ -100,7 +99,7 @@ export function clampWidth(source: ImageRecord, t: Transform, maxWidth: number):
 }
 
 export function createCapabilities(options: CapabilityOptions) {
-  const { config, store, authenticate, signedUrls, limits, clock, sendVariant } = options;
+  const { config, store, identify, signedUrls, limits, clock, sendVariant } = options;
   const _policy: PolicyOptions = config;
 
   async function findImage(id: string): Promise<ImageRecord | undefined> {
@@ -144,7 +143,7 @@ export function createCapabilities(options: CapabilityOptions) {
     request: FastifyRequest<{ Params: { id: string } }>,
     scope: 'images:read' | 'images:write',
   ) {
-    const caller = await identify(request, authenticate, { allowQuery: false });
+    const caller = await identify(request, { allowQuery: false });
     const image = await findImage(request.params.id);
     const principal: Principal = authorizeCapability(caller.principal, image, scope);
     return { principal, image: image as ImageRecord };
@@ -220,7 +219,7 @@ export function createCapabilities(options: CapabilityOptions) {
     });
 
     app.delete<{ Params: { linkId: string } }>('/v1/links/:linkId', async (request, reply) => {
-      const caller = await identify(request, authenticate, { allowQuery: false });
+      const caller = await identify(request, { allowQuery: false });
       const link = isImageId(request.params.linkId) ? await store.getLink(request.params.linkId) : undefined;
       const image = link ? await findImage(link.imageId) : undefined;
       // A link of an image the caller may not change is the same 404 as no link at all.
@@ -240,7 +239,7 @@ export function createCapabilities(options: CapabilityOptions) {
       const { token } = request.params;
       // Guessing is throttled per client IP: every miss takes from that IP's request budget.
       const miss = async (detail: string) => {
-        await limits.view(`ip:${request.ip}`, 'link', true);
+        await limits.request(`ip:${request.ip}`);
         return noSuchLink(detail);
       };
       if (!LINK_TOKEN.test(token)) throw await miss('malformed token');

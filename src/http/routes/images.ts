@@ -1,7 +1,6 @@
 import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import type { Authenticator } from '../../auth/authenticate.js';
 import { CREDENTIAL_QUERY_PARAMS } from '../../auth/credentials.js';
 import { isAdmin, type Principal } from '../../auth/principal.js';
 import type { VariantCache } from '../../cache/variant-cache.js';
@@ -25,7 +24,7 @@ import {
 } from '../../policy/authorize.js';
 import { isImageId } from '../../store/ids.js';
 import { type ImageRecord, type Store, visibilities } from '../../store/store.js';
-import { type Caller, identify, rawQuery } from '../authenticate.js';
+import { type Caller, type Identify, rawQuery, requesterOf } from '../authenticate.js';
 import { matchesIfNoneMatch, VARY_IMAGE } from '../headers.js';
 import { jsonFormEtag, outputTooLarge, sendJsonForm, wantsJsonForm } from '../json-form.js';
 import type { VariantSender } from '../send-variant.js';
@@ -38,7 +37,7 @@ export interface ImageRoutesOptions {
   readonly origin: Origin;
   readonly variants: VariantService;
   readonly ingest: Ingest;
-  readonly authenticate: Authenticator;
+  readonly identify: Identify;
   readonly logger: Logger;
   // Issue 4: limits, and the signed-URL and variant halves of an image response.
   readonly limits: Limits;
@@ -92,7 +91,7 @@ function parseVisibility(value: string | undefined): ImageRecord['visibility'] {
 }
 
 export function registerImageRoutes(app: FastifyInstance, options: ImageRoutesOptions): void {
-  const { config, store, cache, origin, variants, ingest, authenticate, logger } = options;
+  const { config, store, cache, origin, variants, ingest, identify, logger } = options;
   const { limits, sendVariant, sendSigned } = options;
   const policy: PolicyOptions = config;
   const transformLimits = config;
@@ -114,7 +113,7 @@ export function registerImageRoutes(app: FastifyInstance, options: ImageRoutesOp
 
   async function sendImage(request: FastifyRequest<{ Params: { id: string } }>, reply: FastifyReply) {
     const query = rawQuery(request);
-    const caller = await identify(request, authenticate, { allowQuery: true, query });
+    const caller = await identify(request, { allowQuery: true, query });
     if (caller.source === 'signed') return sendSigned(request, reply, query);
     // Parsed before the image is looked up: a bad parameter must answer the same for an id
     // that exists and one that does not.
@@ -123,7 +122,7 @@ export function registerImageRoutes(app: FastifyInstance, options: ImageRoutesOp
     // Issue 4: rate and scrape limits, before the policy so probing unknown ids counts too.
     const principal = caller.principal;
     await limits.view(
-      principal ? `p:${principal.subject}` : `ip:${request.ip}`,
+      requesterOf(request, caller),
       request.params.id,
       principal !== null && image?.owner === principal.subject,
     );
@@ -157,9 +156,11 @@ export function registerImageRoutes(app: FastifyInstance, options: ImageRoutesOp
   app.get<{ Params: { id: string } }>('/v1/images/:id', sendImage);
 
   app.get<{ Params: { id: string } }>('/v1/images/:id/meta', async (request, reply) => {
-    const caller = await identify(request, authenticate, { allowQuery: false });
+    const caller = await identify(request, { allowQuery: false });
     readParams(rawQuery(request), []);
     const image = await findImage(request.params.id);
+    // Rate, not scrape: the metadata shows no original (its placeholder is a few dozen bytes).
+    await limits.request(requesterOf(request, caller));
     const { showOwner } = authorizeMeta(caller.principal, image, policy);
     return reply
       .header('cache-control', 'private, no-cache')
@@ -168,8 +169,9 @@ export function registerImageRoutes(app: FastifyInstance, options: ImageRoutesOp
 
   app.get('/v1/images', async (request, reply) => {
     const query = rawQuery(request);
-    const caller = await identify(request, authenticate, { allowQuery: false, query });
+    const caller = await identify(request, { allowQuery: false, query });
     const params = readParams(query, ['owner', 'cursor', 'limit']);
+    await limits.request(requesterOf(request, caller));
     const ownerParam = params.get('owner') ?? 'me';
     const principal = caller.principal;
     const owner = ownerParam === 'me' && principal ? principal.subject : ownerParam;
@@ -192,7 +194,7 @@ export function registerImageRoutes(app: FastifyInstance, options: ImageRoutesOp
   });
 
   app.post('/v1/images', async (request, reply) => {
-    const caller = await identify(request, authenticate, { allowQuery: false });
+    const caller = await identify(request, { allowQuery: false });
     const principal = authorizeUpload(caller.principal);
     // Issue 5: from an admin, a JSON body registers an original already in the origin; from
     // anyone else it is not an upload (415 below), as before.
@@ -272,7 +274,7 @@ export function registerImageRoutes(app: FastifyInstance, options: ImageRoutesOp
   }
 
   app.patch<{ Params: { id: string } }>('/v1/images/:id', async (request, reply) => {
-    const caller = await identify(request, authenticate, { allowQuery: false });
+    const caller = await identify(request, { allowQuery: false });
     readParams(rawQuery(request), []);
     const image = await findImage(request.params.id);
     authorizeChange(caller.principal, image, policy);
@@ -289,7 +291,7 @@ export function registerImageRoutes(app: FastifyInstance, options: ImageRoutesOp
   });
 
   app.delete<{ Params: { id: string } }>('/v1/images/:id', async (request, reply) => {
-    const caller = await identify(request, authenticate, { allowQuery: false });
+    const caller = await identify(request, { allowQuery: false });
     readParams(rawQuery(request), []);
     const image = await findImage(request.params.id);
     authorizeChange(caller.principal, image, policy);

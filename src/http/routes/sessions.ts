@@ -1,14 +1,12 @@
 import cookie from '@fastify/cookie';
 import type { FastifyInstance } from 'fastify';
-import type { Authenticator } from '../../auth/authenticate.js';
-import { extractCredential } from '../../auth/credentials.js';
 import { hasScope } from '../../auth/principal.js';
 import type { Sessions } from '../../auth/sessions.js';
 import type { Clock } from '../../clock.js';
 import type { Config } from '../../config/schema.js';
 import { AppError } from '../../errors.js';
 import { unauthenticated } from '../../policy/authorize.js';
-import { rawQuery } from '../authenticate.js';
+import type { Identify } from '../authenticate.js';
 import { requestState } from '../request-state.js';
 import {
   clearSessionCookie,
@@ -21,29 +19,23 @@ import {
 export interface SessionRoutesOptions {
   readonly config: Config;
   readonly sessions: Sessions;
-  readonly authenticate: Authenticator;
+  readonly identify: Identify;
   readonly clock: Clock;
 }
 
 /** `POST /v1/sessions` and `DELETE /v1/sessions/current` (SPEC §3.3), and the cookie hook. */
 export async function registerSessionRoutes(app: FastifyInstance, options: SessionRoutesOptions) {
-  const { config, sessions, authenticate, clock } = options;
+  const { config, sessions, identify, clock } = options;
   // hook: false: cookies are parsed only where one may count, not on every image request.
   await app.register(cookie, { hook: false });
   installSessionHook(app, sessions);
 
   app.post('/v1/sessions', async (request, reply) => {
     // Only a bearer token in the header makes a session: never a cookie (a session cannot
-    // extend itself past its token) and never a query token (it would sit in logs).
-    const credential = extractCredential({
-      authorization: request.headers.authorization,
-      query: rawQuery(request),
-      allowQuery: false,
-    });
-    if (credential.kind === 'none') throw unauthenticated();
-    const principal = await authenticate(credential);
-    if (!principal) throw unauthenticated();
-    requestState(request).principal = principal;
+    // extend itself past its token; the cookie's scope leaves this route out anyway) and never
+    // a query token (it would sit in logs).
+    const { principal, source } = await identify(request, { allowQuery: false });
+    if (!principal || source !== 'header') throw unauthenticated();
     if (!hasScope(principal, 'images:read')) {
       throw new AppError('insufficient_scope', 'The access token needs the scope images:read', {
         headers: {

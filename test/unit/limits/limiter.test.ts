@@ -57,6 +57,16 @@ describe('limits', () => {
     expect(limited).toEqual(['rate']);
   });
 
+  it('counts a request that shows no original in the rate budget only', async () => {
+    const { limits, limited } = limitsWith({ rateLimit: 3, scrapeLimit: 1 });
+    await limits.request('ip:1');
+    await limits.request('ip:1');
+    // The one scrape point is still there for an image: the requests took none.
+    await limits.view('ip:1', 'img', false);
+    expect((await refusal(limits.request('ip:1'))).headers?.['RateLimit-Policy']).toBe('"rate";q=3;w=60');
+    expect(limited).toEqual(['rate']);
+  });
+
   it('counts each image once per requester for scraping, never the owner, and forgets a refused one', async () => {
     const { limits, limited } = limitsWith({ scrapeLimit: 2 });
     for (let i = 0; i < 3; i++) {
