@@ -41,7 +41,7 @@ const readFailed = (detail: string) =>
  * Originals fetched from an HTTP(S) service as base URL + key, with pixgate's own credentials.
  * The base is the only place pixgate ever talks to: keys are plain relative paths (key.ts) whose
  * segments are percent-encoded, redirects are followed by hand and only within the base's own
- * scheme, host and port, and nothing in a request can name another host. Bodies are capped and
+ * scheme, host, port and path, and nothing in a request can name another host. Bodies are capped and
  * timed (read-body.ts) and their Content-Type is ignored: the bytes are sniffed by sharp.
  * Read-only: uploads are refused with 403 `read_only_storage`; originals are registered.
  */
@@ -132,6 +132,11 @@ export function createHttpOrigin(options: HttpOriginOptions): Origin {
       // origin (or whoever took it over) would send pixgate, with its credentials, elsewhere.
       if (!next || next.origin !== base.origin) {
         throw readFailed(`refused a redirect to another host or scheme (${response.status})`);
+      }
+      // And under the base path, like every key (SPEC §6): on a shared host, another path is
+      // another service, which must not get pixgate's credentials either.
+      if (!next.pathname.startsWith(base.pathname)) {
+        throw readFailed(`refused a redirect out of the origin's base path (${response.status})`);
       }
       current = next;
     }

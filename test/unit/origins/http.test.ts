@@ -234,6 +234,26 @@ describe('HTTP origin: SSRF and hostile answers', () => {
     expect(elsewhere.requests).toHaveLength(0);
   });
 
+  it('never follows a redirect out of the base path, where its credentials would go too', async () => {
+    origin.authorize(hasBearer(BEARER));
+    const from = origin.requests.length;
+    for (const [index, target] of [
+      '/admin/secret.jpg',
+      '/lib/../admin/x.jpg',
+      '/lib/%2e%2e/x.jpg',
+      '/library/x.jpg',
+    ].entries()) {
+      redirectTo(`/lib/ssrf/out-${index}.jpg`, target);
+      const error = await failure(open().read(`ssrf/out-${index}.jpg`, MAX));
+      expect(error.code, target).toBe('origin_error');
+      expect(error.message).toContain("refused a redirect out of the origin's base path");
+    }
+    // Only the redirecting requests reached the origin.
+    expect(origin.requests.slice(from).map((request) => request.url.replace(/-\d\.jpg$/, ''))).toEqual(
+      Array(4).fill('/lib/ssrf/out'),
+    );
+  });
+
   it('stops after a bounded number of redirects', async () => {
     origin.authorize(hasBearer(BEARER));
     redirectTo('/lib/ssrf/loop.jpg', '/lib/ssrf/loop.jpg');
