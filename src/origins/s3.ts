@@ -61,6 +61,23 @@ export function createS3Origin(options: S3OriginOptions): Origin {
   const { bucket, prefix } = options.location;
   const objectKey = (key: string) => `${prefix}${checkOriginKey(key)}`;
 
+  /**
+   * A store call other than a read, under the same deadline (the SDK sets none: a stalled store
+   * would hang an upload, a delete or /readyz for good). Timed out: 504 `origin_timeout`; refused
+   * or down: 502 `origin_error` saying `message`, never a stack or the SDK's text for the client.
+   */
+  async function withDeadline<T>(message: string, call: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const deadline = startDeadline(timeoutMs);
+    try {
+      return await call(deadline.signal);
+    } catch (error) {
+      if (deadline.timedOut()) throw originTimeout('s3', timeoutMs);
+      throw new AppError('origin_error', message, { detail: `s3 origin: ${describe(error)}` });
+    } finally {
+      deadline.dispose();
+    }
+  }
+
   return {
     kind: 's3',
     isWritable: true,
@@ -101,20 +118,18 @@ export function createS3Origin(options: S3OriginOptions): Origin {
       try {
         const Key = objectKey(key);
         const { size } = await stat(tempPath);
-        await client.send(
-          new PutObjectCommand({
-            Bucket: bucket,
-            Key,
-            Body: createReadStream(tempPath),
-            ContentLength: size,
-            ContentType: contentType,
-          }),
+        await withDeadline('The image could not be stored', (abortSignal) =>
+          client.send(
+            new PutObjectCommand({
+              Bucket: bucket,
+              Key,
+              Body: createReadStream(tempPath),
+              ContentLength: size,
+              ContentType: contentType,
+            }),
+            { abortSignal },
+          ),
         );
-      } catch (error) {
-        // The store refused or is down: an origin failure (502), never a stack for the client.
-        throw new AppError('origin_error', 'The image could not be stored', {
-          detail: `s3 origin: ${describe(error)}`,
-        });
       } finally {
         await rm(tempPath, { force: true });
       }
@@ -122,11 +137,15 @@ export function createS3Origin(options: S3OriginOptions): Origin {
 
     async delete(key: string): Promise<void> {
       // S3 answers 204 for a missing key too.
-      await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: objectKey(key) }));
+      await withDeadline('The original could not be deleted', (abortSignal) =>
+        client.send(new DeleteObjectCommand({ Bucket: bucket, Key: objectKey(key) }), { abortSignal }),
+      );
     },
 
     async check(): Promise<void> {
-      await client.send(new HeadBucketCommand({ Bucket: bucket }));
+      await withDeadline('The store is unavailable', (abortSignal) =>
+        client.send(new HeadBucketCommand({ Bucket: bucket }), { abortSignal }),
+      );
     },
 
     async *list(under: string): AsyncIterable<string> {

@@ -103,6 +103,22 @@ describe('S3 origin', () => {
     await expect(writeFile(path, '', { flag: 'wx' })).resolves.toBeUndefined();
   });
 
+  it('gives up on a store that never answers an upload, a delete or a check (504 origin_timeout)', async () => {
+    const stalled = originAt('uploads/', 300, silent.url);
+    const path = join(temp, 'upload-stalled');
+    await writeFile(path, randomBytes(100));
+    const timedOut = { code: 'origin_timeout', status: 504 };
+    await expect(stalled.write('ab/x', path, 'image/jpeg')).rejects.toMatchObject(timedOut);
+    await expect(writeFile(path, '', { flag: 'wx' })).resolves.toBeUndefined();
+    await expect(stalled.delete('ab/x')).rejects.toMatchObject(timedOut);
+    await expect(stalled.check()).rejects.toMatchObject(timedOut);
+  });
+
+  it('a delete on a store that is down is a 502 origin_error', async () => {
+    const down = originAt('uploads/', 1000, `http://127.0.0.1:${await closedPort()}`);
+    await expect(down.delete('ab/x')).rejects.toMatchObject({ code: 'origin_error', status: 502 });
+  });
+
   it('check() passes for the bucket and fails for a missing one or a down store', async () => {
     await expect(originAt('').check()).resolves.toBeUndefined();
     const missing = createS3Origin({
