@@ -56,7 +56,9 @@ export function createHttpOrigin(options: HttpOriginOptions): Origin {
   const { auth, timeoutMs, pool } = options;
   const maxRedirects = options.maxRedirects ?? DEFAULT_MAX_REDIRECTS;
   const tokens: TokenSource | undefined =
-    auth.kind === 'client-credentials' ? createTokenSource(auth, options.now ?? Date.now) : undefined;
+    auth.kind === 'client-credentials'
+      ? createTokenSource(auth, options.now ?? Date.now, timeoutMs)
+      : undefined;
 
   function urlOf(key: string): URL {
     const path = checkOriginKey(key).split('/').map(encodeURIComponent).join('/');

@@ -28,7 +28,34 @@ const DEFAULT_LIFETIME_MS = 5 * 60_000;
 const tokenError = (detail: string) =>
   new AppError('origin_error', 'The original could not be read', { detail: `http origin: ${detail}` });
 
-export function createTokenSource(settings: ClientCredentialsSettings, now: () => number): TokenSource {
+/** `signal`'s abort rejects the wait, not `shared`: other reads may be waiting on it too. */
+function waitFor<T>(shared: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    shared.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(error);
+      },
+    );
+  });
+}
+
+/**
+ * `timeoutMs` bounds the token request itself, which belongs to no single read: one read giving
+ * up (its client went away, its own deadline passed) must not fail the others sharing the fetch.
+ */
+export function createTokenSource(
+  settings: ClientCredentialsSettings,
+  now: () => number,
+  timeoutMs: number,
+): TokenSource {
   let cached: { token: string; refreshAt: number } | undefined;
   let pending: Promise<string> | undefined;
   // RFC 6749 §2.3.1: id and secret are form-urlencoded before the Basic encoding.
@@ -53,10 +80,19 @@ export function createTokenSource(settings: ClientCredentialsSettings, now: () =
         signal,
       });
     } catch (error) {
-      if (signal.aborted) throw error;
+      if (signal.aborted) throw tokenError(`the token endpoint did not answer within ${timeoutMs} ms`);
       throw tokenError(`the token endpoint cannot be reached (${networkCode(error)})`);
     }
-    const text = await response.text();
+    let text: string;
+    try {
+      text = await response.text();
+    } catch {
+      throw tokenError(
+        signal.aborted
+          ? `the token endpoint did not answer within ${timeoutMs} ms`
+          : 'the token endpoint broke off its answer',
+      );
+    }
     if (response.status !== 200) {
       const refused = response.status === 400 || response.status === 401;
       throw tokenError(
@@ -84,11 +120,11 @@ export function createTokenSource(settings: ClientCredentialsSettings, now: () =
   return {
     async get(signal) {
       if (cached && now() < cached.refreshAt) return cached.token;
-      // One fetch for every read waiting on it.
-      pending ??= fetchToken(signal).finally(() => {
+      // One fetch for every read waiting on it, under its own deadline; each read waits under its own.
+      pending ??= fetchToken(AbortSignal.timeout(timeoutMs)).finally(() => {
         pending = undefined;
       });
-      return pending;
+      return waitFor(pending, signal);
     },
     invalidate(token) {
       if (cached?.token === token) cached = undefined;

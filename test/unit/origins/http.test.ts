@@ -1,8 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
-import type { IncomingMessage } from 'node:http';
+import { createServer, type IncomingMessage } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { createRemoteJWKSet, decodeJwt, jwtVerify } from 'jose';
 import { afterAll, describe, expect, it } from 'vitest';
 import { AppError } from '../../../src/errors.js';
@@ -185,6 +187,40 @@ describe('HTTP origin authentication', () => {
       expect(error.code).toBe('origin_error');
       expect(error.message).toContain("refused pixgate's credentials (401)");
       expect(origin.requests.length - from).toBe(2);
+    });
+
+    it('a read giving up does not fail the others waiting on the same token fetch', async () => {
+      // The real provider behind a proxy that holds every token request for 300 ms.
+      const slowTokens = createServer((request, response) => {
+        const chunks: Buffer[] = [];
+        request.on('data', (chunk: Buffer) => chunks.push(chunk));
+        request.on('end', async () => {
+          await sleep(300);
+          const answer = await fetch(provider.tokenUrl, {
+            method: 'POST',
+            headers: {
+              authorization: request.headers.authorization ?? '',
+              'content-type': request.headers['content-type'] ?? '',
+            },
+            body: Buffer.concat(chunks),
+          });
+          response.writeHead(answer.status, { 'content-type': 'application/json' }).end(await answer.text());
+        });
+      });
+      await new Promise<void>((resolve) => slowTokens.listen(0, '127.0.0.1', resolve));
+      try {
+        origin.authorize(verifies);
+        const { port } = slowTokens.address() as AddressInfo;
+        const reader = open({ ...settings, tokenUrl: `http://127.0.0.1:${port}/token` });
+        const impatient = new AbortController();
+        const first = reader.read('auth/photo.jpg', { ...MAX, signal: impatient.signal });
+        const second = reader.read('auth/photo.jpg', MAX);
+        setTimeout(() => impatient.abort(new Error('the client went away')), 50);
+        await expect(first).rejects.toThrow();
+        expect((await second).body.equals(bytes)).toBe(true);
+      } finally {
+        await new Promise((resolve) => slowTokens.close(resolve));
+      }
     });
 
     it('a token endpoint refusing the client is a 502 that names no secret', async () => {
