@@ -194,17 +194,21 @@ describe('HTTP origin authentication', () => {
       const slowTokens = createServer((request, response) => {
         const chunks: Buffer[] = [];
         request.on('data', (chunk: Buffer) => chunks.push(chunk));
-        request.on('end', async () => {
-          await sleep(300);
-          const answer = await fetch(provider.tokenUrl, {
-            method: 'POST',
-            headers: {
-              authorization: request.headers.authorization ?? '',
-              'content-type': request.headers['content-type'] ?? '',
-            },
-            body: Buffer.concat(chunks),
-          });
-          response.writeHead(answer.status, { 'content-type': 'application/json' }).end(await answer.text());
+        request.on('end', () => {
+          void (async () => {
+            await sleep(300);
+            const answer = await fetch(provider.tokenUrl, {
+              method: 'POST',
+              headers: {
+                authorization: request.headers.authorization ?? '',
+                'content-type': request.headers['content-type'] ?? '',
+              },
+              body: Buffer.concat(chunks),
+            });
+            response
+              .writeHead(answer.status, { 'content-type': 'application/json' })
+              .end(await answer.text());
+          })();
         });
       });
       await new Promise<void>((resolve) => slowTokens.listen(0, '127.0.0.1', resolve));
