@@ -120,6 +120,9 @@ export function createTokenSource(
   return {
     async get(signal) {
       if (cached && now() < cached.refreshAt) return cached.token;
+      // A read that has already given up starts nothing: a fetch nobody waits on would fail
+      // unhandled, and Node ends the process on an unhandled rejection.
+      if (signal.aborted) throw signal.reason;
       // One fetch for every read waiting on it, under its own deadline; each read waits under its own.
       pending ??= fetchToken(AbortSignal.timeout(timeoutMs)).finally(() => {
         pending = undefined;

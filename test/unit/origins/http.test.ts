@@ -10,6 +10,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { AppError } from '../../../src/errors.js';
 import { createBufferPool } from '../../../src/origins/buffer-pool.js';
 import { createHttpOrigin, type OriginAuth } from '../../../src/origins/http.js';
+import { createTokenSource } from '../../../src/origins/origin-token.js';
 import { startHttpOrigin } from '../../helpers/http-origin.js';
 import { closedPort, startSilentServer } from '../../helpers/net.js';
 import { startOidcProvider } from '../../helpers/oidc-provider.js';
@@ -224,6 +225,21 @@ describe('HTTP origin authentication', () => {
         expect((await second).body.equals(bytes)).toBe(true);
       } finally {
         await new Promise((resolve) => slowTokens.close(resolve));
+      }
+    });
+
+    it('a read that gave up before asking starts no token fetch (which would fail unhandled)', async () => {
+      const unhandled: unknown[] = [];
+      const record = (reason: unknown) => unhandled.push(reason);
+      process.on('unhandledRejection', record);
+      try {
+        // The silent server never answers: a fetch would fail at its own 200 ms deadline.
+        const source = createTokenSource({ ...settings, tokenUrl: `${silent.url}/token` }, Date.now, 200);
+        await expect(source.get(AbortSignal.abort())).rejects.toThrow();
+        await sleep(400);
+        expect(unhandled).toEqual([]);
+      } finally {
+        process.off('unhandledRejection', record);
       }
     });
 
