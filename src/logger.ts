@@ -24,10 +24,12 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
 
 const SECRET_PARAMS = new Set(['access_token', 'sig']);
 /**
- * A share-link path in every spelling fastify routes to `/s/:token`: an absolute-form target
- * (`GET http://host/s/…`), an encoded `s`, repeated slashes.
+ * A share-link token: the segment after an `s` segment, anywhere in the path. That covers every
+ * spelling fastify routes to `/s/:token` (an absolute-form target, an encoded `s`, repeated
+ * slashes) and the ones it does not route (`/./s/…`, `/v1/../s/…`), whose token is live all
+ * the same. Over-redacting a path that merely has an `s` segment costs nothing.
  */
-const SHARE_PATH = /^((?:[a-z][a-z0-9+.-]*:\/\/[^/?#]*)?)\/+(?:s|%73)\/+[^/?#]+/i;
+const SHARE_TOKEN = /(\/(?:s|%73)\/+)[^/?#]+/gi;
 /** A query without this cannot name a SECRET_PARAMS parameter, however it is spelled. */
 const MAY_HOLD_SECRET = /access|sig|[%+]/i;
 
@@ -39,21 +41,26 @@ function decodedName(rawName: string): string {
 
 export function redactUrl(url: string): string {
   const at = url.indexOf('?');
-  const path = (at === -1 ? url : url.slice(0, at)).replace(SHARE_PATH, '$1/s/[redacted]');
+  const path = (at === -1 ? url : url.slice(0, at)).replace(SHARE_TOKEN, '$1[redacted]');
   if (at === -1) return path;
   // The common query (`w=360&format=webp`) holds neither name in any spelling: no encoded
   // character, so nothing to decode, and no name to hide. Logged as it is, without the split.
   const rawQuery = url.slice(at + 1);
   if (!MAY_HOLD_SECRET.test(rawQuery)) return `${path}?${rawQuery}`;
+  // URLSearchParams drops one leading `?`: `/x??access_token=T` carries the access_token.
+  const lead = rawQuery.startsWith('?') ? '?' : '';
   // Names are compared decoded: `?access%5Ftoken=` is the access_token parameter to the server,
   // so a raw-text match would log the token in clear.
-  const query = rawQuery.split('&').map((pair) => {
-    const eq = pair.indexOf('=');
-    if (eq === -1) return pair;
-    const rawName = pair.slice(0, eq);
-    return SECRET_PARAMS.has(decodedName(rawName).toLowerCase()) ? `${rawName}=[redacted]` : pair;
-  });
-  return `${path}?${query.join('&')}`;
+  const query = rawQuery
+    .slice(lead.length)
+    .split('&')
+    .map((pair) => {
+      const eq = pair.indexOf('=');
+      if (eq === -1) return pair;
+      const rawName = pair.slice(0, eq);
+      return SECRET_PARAMS.has(decodedName(rawName).toLowerCase()) ? `${rawName}=[redacted]` : pair;
+    });
+  return `${path}?${lead}${query.join('&')}`;
 }
 
 export type { Logger };

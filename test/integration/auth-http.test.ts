@@ -506,6 +506,8 @@ describe('authentication over HTTP', () => {
         // The same parameter name, percent-encoded: URLSearchParams decodes it to access_token.
         [`${imageUrl}?access%5Ftoken=${encodedName}`, {}, 200],
         [`${imageUrl}/meta?access_token=${alice}`, {}, 400],
+        // URLSearchParams drops one leading `?`: this is an access_token too.
+        [`${imageUrl}??access_token=${alice}`, {}, 200],
       ];
       for (const [url, init, status] of requests) {
         const response = await fetch(url, init);
@@ -537,6 +539,7 @@ describe('authentication over HTTP', () => {
         `/v1/images/${privateImage.id}`,
         `/v1/images/${privateImage.id}?access%5Ftoken=[redacted]`,
         `/v1/images/${privateImage.id}/meta?access_token=[redacted]`,
+        `/v1/images/${privateImage.id}??access_token=[redacted]`,
       ]);
       expect(requestLines().map((line) => line.status)).toEqual(requests.map(([, , status]) => status));
       // The reason for a refusal is for the operator, in the log line.

@@ -12,12 +12,16 @@ describe('redactUrl', () => {
     ['/v1/images/abc?w=360&sig=S&kid=k', '/v1/images/abc?w=360&sig=[redacted]&kid=k'],
     // Names that merely contain the words are not credentials.
     ['/v1/images/abc?signature=S', '/v1/images/abc?signature=S'],
+    // URLSearchParams drops one leading `?`: the server reads these as credentials.
+    ['/v1/images/abc??access_token=T', '/v1/images/abc??access_token=[redacted]'],
+    ['/v1/images/abc??sig=S&exp=1', '/v1/images/abc??sig=[redacted]&exp=1'],
     ['/s/SHARETOKEN', '/s/[redacted]'],
     ['/s/SHARETOKEN?w=360', '/s/[redacted]?w=360'],
     ['http://127.0.0.1:8080/s/SHARETOKEN?w=360', 'http://127.0.0.1:8080/s/[redacted]?w=360'],
-    ['/%73/SHARETOKEN', '/s/[redacted]'],
-    ['//S//SHARETOKEN/x', '/s/[redacted]/x'],
-    ['/v1/images/s/abc', '/v1/images/s/abc'],
+    ['/%73/SHARETOKEN', '/%73/[redacted]'],
+    ['//S//SHARETOKEN/x', '//S//[redacted]/x'],
+    ['/./s/SHARETOKEN', '/./s/[redacted]'],
+    ['/v1/../s/SHARETOKEN', '/v1/../s/[redacted]'],
   ])('%s is logged as %s', (url, logged) => {
     expect(redactUrl(url)).toBe(logged);
   });
