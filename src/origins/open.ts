@@ -29,5 +29,6 @@ export async function s3ClientFor(config: Config): Promise<S3Client> {
     endpoint: config.s3Endpoint,
     region: config.s3Region,
     forcePathStyle: config.s3ForcePathStyle,
+    idleTimeoutMs: config.originTimeoutSeconds * 1000,
   });
 }

@@ -1,4 +1,4 @@
-import { createReadStream } from 'node:fs';
+import { createReadStream, type ReadStream } from 'node:fs';
 import { rm, stat } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import {
@@ -25,6 +25,11 @@ export interface S3ClientSettings {
   readonly credentials?: { accessKeyId: string; secretAccessKey: string } | undefined;
   /** Attempts per request, the SDK's own retries included (SDK default 3). */
   readonly maxAttempts?: number | undefined;
+  /**
+   * Longest wait to connect, and longest silence on a connection, before a call fails (the SDK
+   * sets neither). A silence, not a total: a large upload over a slow link is not cut short.
+   */
+  readonly idleTimeoutMs?: number | undefined;
 }
 
 export function createS3Client(settings: S3ClientSettings): S3Client {
@@ -35,6 +40,14 @@ export function createS3Client(settings: S3ClientSettings): S3Client {
     forcePathStyle: settings.forcePathStyle ?? false,
     ...(settings.credentials ? { credentials: settings.credentials } : {}),
     ...(settings.maxAttempts ? { maxAttempts: settings.maxAttempts } : {}),
+    ...(settings.idleTimeoutMs
+      ? {
+          requestHandler: {
+            connectionTimeout: settings.idleTimeoutMs,
+            socketTimeout: settings.idleTimeoutMs,
+          },
+        }
+      : {}),
     // Recent SDKs add flexible checksums with aws-chunked framing by default, which S3-compatible
     // stores (s3rver, older MinIO, ...) may store verbatim: 12,000 bytes sent became 12,044
     // starting `2ee0\r\n`. Checksums only where the operation requires them.
@@ -62,8 +75,8 @@ export function createS3Origin(options: S3OriginOptions): Origin {
   const objectKey = (key: string) => `${prefix}${checkOriginKey(key)}`;
 
   /**
-   * A store call other than a read, under the same deadline (the SDK sets none: a stalled store
-   * would hang an upload, a delete or /readyz for good). Timed out: 504 `origin_timeout`; refused
+   * A delete or a bucket check under the read's deadline (the SDK sets none: a stalled store
+   * would hang a delete or /readyz for good). Timed out: 504 `origin_timeout`; refused
    * or down: 502 `origin_error` saying `message`, never a stack or the SDK's text for the client.
    */
   async function withDeadline<T>(message: string, call: (signal: AbortSignal) => Promise<T>): Promise<T> {
@@ -115,22 +128,32 @@ export function createS3Origin(options: S3OriginOptions): Origin {
     },
 
     async write(key: string, tempPath: string, contentType: string): Promise<void> {
+      let body: ReadStream | undefined;
       try {
         const Key = objectKey(key);
         const { size } = await stat(tempPath);
-        await withDeadline('The image could not be stored', (abortSignal) =>
-          client.send(
-            new PutObjectCommand({
-              Bucket: bucket,
-              Key,
-              Body: createReadStream(tempPath),
-              ContentLength: size,
-              ContentType: contentType,
-            }),
-            { abortSignal },
-          ),
+        body = createReadStream(tempPath);
+        // No total deadline: a 25 MiB original over a slow link may take a while. A store that
+        // stops answering is cut off by the client's idle timeout (createS3Client).
+        await client.send(
+          new PutObjectCommand({
+            Bucket: bucket,
+            Key,
+            Body: body,
+            ContentLength: size,
+            ContentType: contentType,
+          }),
         );
+      } catch (error) {
+        if ((error as Error).name === 'TimeoutError') throw originTimeout('s3', timeoutMs);
+        // The store refused or is down: an origin failure (502), never a stack for the client.
+        throw new AppError('origin_error', 'The image could not be stored', {
+          detail: `s3 origin: ${describe(error)}`,
+        });
       } finally {
+        // A failed send may leave the stream open: its descriptor would keep the unlinked
+        // file's disk space for good.
+        body?.destroy();
         await rm(tempPath, { force: true });
       }
     },

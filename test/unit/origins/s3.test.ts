@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readlink, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
@@ -20,10 +20,28 @@ afterAll(async () => {
   await rm(temp, { recursive: true, force: true });
 });
 
+/** How many of this process's descriptors point at `path` (deleted or not). */
+async function openFiles(path: string): Promise<number> {
+  let count = 0;
+  for (const fd of await readdir('/proc/self/fd')) {
+    const target = await readlink(`/proc/self/fd/${fd}`).catch(() => '');
+    if (target === path || target === `${path} (deleted)`) count++;
+  }
+  return count;
+}
+
 let prefixes = 0;
 type Credentials = { accessKeyId: string; secretAccessKey: string };
-const clientFor = (endpoint: string, credentials: Credentials = S3RVER_CREDENTIALS) =>
-  createS3Client({ endpoint, region: s3.region, forcePathStyle: true, credentials, maxAttempts: 1 });
+// As production makes it (origins/open.ts): the idle timeout is the origin timeout.
+const clientFor = (endpoint: string, credentials: Credentials = S3RVER_CREDENTIALS, idleTimeoutMs = 5000) =>
+  createS3Client({
+    endpoint,
+    region: s3.region,
+    forcePathStyle: true,
+    credentials,
+    maxAttempts: 1,
+    idleTimeoutMs,
+  });
 
 function originAt(
   prefix: string,
@@ -32,7 +50,7 @@ function originAt(
   credentials: Credentials = S3RVER_CREDENTIALS,
 ) {
   return createS3Origin({
-    client: clientFor(endpoint, credentials),
+    client: clientFor(endpoint, credentials, timeoutMs),
     location: { bucket: 'originals', prefix },
     timeoutMs,
     pool: createBufferPool(8 * 1024 * 1024),
@@ -106,10 +124,15 @@ describe('S3 origin', () => {
   it('gives up on a store that never answers an upload, a delete or a check (504 origin_timeout)', async () => {
     const stalled = originAt('uploads/', 300, silent.url);
     const path = join(temp, 'upload-stalled');
-    await writeFile(path, randomBytes(100));
+    // More than the socket buffers take: the store stops reading, the body stays half sent.
+    await writeFile(path, randomBytes(8 * 1024 * 1024));
     const timedOut = { code: 'origin_timeout', status: 504 };
+    const openBefore = await openFiles(path);
     await expect(stalled.write('ab/x', path, 'image/jpeg')).rejects.toMatchObject(timedOut);
     await expect(writeFile(path, '', { flag: 'wx' })).resolves.toBeUndefined();
+    // Nothing holds the unlinked temp file open (its disk space would never come back).
+    await rm(path);
+    expect(await openFiles(path)).toBe(openBefore);
     await expect(stalled.delete('ab/x')).rejects.toMatchObject(timedOut);
     await expect(stalled.check()).rejects.toMatchObject(timedOut);
   });
