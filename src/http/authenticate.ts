@@ -34,9 +34,10 @@ function authorizationHeader(request: FastifyRequest): string | string[] | undef
 /**
  * The caller of a request: its explicit credential verified, else the session cookie the session
  * hook accepted, else anonymous. A refused credential (malformed, or a token that does not
- * verify) takes a point from the client IP's request budget before the refusal goes out, as an
- * anonymous request would: otherwise a flood of junk tokens would never meet a rate limit. Over
- * the budget the answer is 429.
+ * verify) takes a point from a request budget of its client IP's own, kept apart from the IP's
+ * anonymous budget: otherwise a flood of junk tokens would never meet a rate limit, and, sharing
+ * one budget, busy anonymous viewers behind one NAT would turn a user's expired token into a
+ * 429 where a 401 makes the client refresh it. Over the budget the answer is 429.
  */
 export function createIdentify(authenticate: Authenticator, limits: Limits) {
   return async function identify(
@@ -61,7 +62,7 @@ export function createIdentify(authenticate: Authenticator, limits: Limits) {
       principal = await authenticate(credential);
     } catch (error) {
       // 4xx: the client's credential; a 503 (issuer unreachable) is not the client's doing.
-      if (isAppError(error) && error.status < 500) await limits.request(`ip:${request.ip}`);
+      if (isAppError(error) && error.status < 500) await limits.request(`refused:${request.ip}`);
       throw error;
     }
     state.principal = principal;

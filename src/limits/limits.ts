@@ -24,8 +24,9 @@ export interface LimitsOptions {
 
 export interface Limits {
   /**
-   * One request by `requester` (`p:sub`, `ip:addr`, `l:linkId`) that shows no original: `/meta`,
-   * the list, a refused credential, a share-link miss. Takes from the rate budget only.
+   * One request by `requester` (`p:sub`, `ip:addr`, `l:linkId`, `refused:addr`) that shows no
+   * original: `/meta`, the list, a refused credential, a share-link miss. Takes from the rate
+   * budget only.
    */
   request(requester: string): Promise<void>;
   /** One image request by `requester` for an image: the rate budget, then the scrape budget. */

@@ -125,7 +125,7 @@ describe('rate limit on what shows no original', () => {
     );
   });
 
-  it('counts a refused credential against the client IP, as an anonymous request', async () => {
+  it('counts refused credentials per client IP, apart from its anonymous requests', async () => {
     const fresh = await startTestServer({ dev: true, rateLimit: 3, scrapeLimit: 0 });
     try {
       const alice = await fresh.token('alice', 'images:write');
@@ -136,12 +136,13 @@ describe('rate limit on what shows no original', () => {
       for (let i = 0; i < 3; i++) statuses.push((await junk(i)).status);
       expect(statuses).toEqual([401, 401, 401]);
       await expectLimited(await junk(3), 'rate', 3, 60);
-      // A malformed header too, and the IP's anonymous budget is the one spent.
+      // A malformed header takes from the same budget.
       const malformed = await fetch(`${fresh.url}/v1/images/${id}`, {
         headers: { authorization: 'Bearer a b' },
       });
       expect(malformed.status).toBe(429);
-      expect((await fetch(`${fresh.url}/v1/images/${id}?w=10`)).status).toBe(429);
+      // Anonymous requests from that IP have a budget of their own (the image is public).
+      expect((await fetch(`${fresh.url}/v1/images/${id}?w=10`)).status).toBe(200);
       // A valid token has its own budget.
       expect((await fetch(`${fresh.url}/v1/images/${id}?w=10`, { headers: auth(alice) })).status).toBe(200);
     } finally {
