@@ -26,7 +26,13 @@ describe('POST /dev/token', () => {
     const { token } = (await response.json()) as { token: string };
     const list = await fetch(`${server.url}/v1/images`, { headers: { authorization: `Bearer ${token}` } });
     expect(list.status).toBe(200);
-    expect(server.logs.some((line) => line.includes('DEV MODE: issued a dev token'))).toBe(true);
+    const warning = server.logs.find((line) => line.includes('DEV MODE: issued a dev token'));
+    // Logged through request.log: bound to the request, like its request line.
+    const reqId = (JSON.parse(warning ?? '{}') as { reqId?: string }).reqId;
+    expect(reqId).toMatch(/^[\w-]+$/);
+    expect(
+      server.logs.some((line) => line.includes('"msg":"request"') && line.includes(`"reqId":"${reqId}"`)),
+    ).toBe(true);
   });
 
   it('refuses other users, other origins and other Host names', async () => {

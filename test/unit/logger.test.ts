@@ -1,5 +1,5 @@
-import { describe, expect, it } from 'vitest';
-import { redactUrl } from '../../src/logger.js';
+import { describe, expect, it, vi } from 'vitest';
+import { createLogger, LazyChildLogger, redactUrl } from '../../src/logger.js';
 
 describe('redactUrl', () => {
   it.each([
@@ -24,5 +24,42 @@ describe('redactUrl', () => {
     ['/v1/../s/SHARETOKEN', '/v1/../s/[redacted]'],
   ])('%s is logged as %s', (url, logged) => {
     expect(redactUrl(url)).toBe(logged);
+  });
+});
+
+describe('LazyChildLogger', () => {
+  function capture() {
+    const lines: Record<string, unknown>[] = [];
+    const logger = createLogger('info', {
+      write: (line: string) => {
+        lines.push(JSON.parse(line) as Record<string, unknown>);
+      },
+    });
+    return { logger, lines };
+  }
+
+  it('binds its bindings to what is logged through it, and makes the child once, when first used', () => {
+    const { logger, lines } = capture();
+    const children = vi.spyOn(logger, 'child');
+    const lazy = new LazyChildLogger(logger, { reqId: 'r-1' });
+    expect(children).not.toHaveBeenCalled();
+    lazy.warn({ sub: 'alice' }, 'first');
+    lazy.info('second');
+    expect(children).toHaveBeenCalledTimes(1);
+    expect(lines).toMatchObject([
+      { level: 40, reqId: 'r-1', sub: 'alice', msg: 'first' },
+      { level: 30, reqId: 'r-1', msg: 'second' },
+    ]);
+  });
+
+  it('makes no child for a level that is off', () => {
+    const { logger, lines } = capture();
+    const children = vi.spyOn(logger, 'child');
+    const lazy = new LazyChildLogger(logger, { reqId: 'r-2' });
+    lazy.debug('hidden');
+    lazy.trace('hidden');
+    expect(children).not.toHaveBeenCalled();
+    expect(lines).toEqual([]);
+    expect(lazy.level).toBe('info');
   });
 });

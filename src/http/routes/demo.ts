@@ -81,10 +81,7 @@ export function registerDemoRoutes(app: FastifyInstance, options: { devIssuer: D
         `Expected { "sub": ${DEV_USERS.map((u) => `"${u}"`).join(' | ')} }`,
       );
     }
-    request.log.warn(
-      { reqId: request.id, sub: body.data.sub },
-      'DEV MODE: issued a dev token to the demo page',
-    );
+    request.log.warn({ sub: body.data.sub }, 'DEV MODE: issued a dev token to the demo page');
     const ttlSeconds = 3600;
     const token = await options.devIssuer.issue({ sub: body.data.sub, ttlSeconds });
     return reply.header('cache-control', 'no-store').send({
