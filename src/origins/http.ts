@@ -136,8 +136,10 @@ export function createHttpOrigin(options: HttpOriginOptions): Origin {
         throw readFailed(`refused a redirect to another host or scheme (${response.status})`);
       }
       // And under the base path, like every key (SPEC §6): on a shared host, another path is
-      // another service, which must not get pixgate's credentials either.
-      if (!next.pathname.startsWith(base.pathname)) {
+      // another service, which must not get pixgate's credentials either. An encoded slash or
+      // backslash is refused too: a server that decodes it before resolving `..` would leave
+      // the base path all the same (`/lib/..%2Fadmin`). Keys never produce one.
+      if (!next.pathname.startsWith(base.pathname) || /%(2f|5c)/i.test(next.pathname)) {
         throw readFailed(`refused a redirect out of the origin's base path (${response.status})`);
       }
       current = next;
