@@ -84,8 +84,8 @@ export async function buildServer(parts: ServerParts): Promise<FastifyInstance> 
     logController: new LogController({ disableRequestLogging: true }),
     trustProxy: config.trustProxy,
     // Our own ids: an incoming X-Request-Id could be anything, including a way to forge log lines.
-    // A random prefix per process and a counter: unique across restarts and instances, and
-    // cheaper than a UUID per request on the cached path.
+    // A random prefix per process and a counter: practically unique across restarts and
+    // instances, and cheaper than a UUID per request on the cached path.
     genReqId: requestIds(),
     requestIdHeader: false,
     // A pino child per request only when something logs through request.log (logger.ts).

@@ -41,8 +41,9 @@ const readFailed = (detail: string) =>
  * Originals fetched from an HTTP(S) service as base URL + key, with pixgate's own credentials.
  * The base is the only place pixgate ever talks to: keys are plain relative paths (key.ts) whose
  * segments are percent-encoded, redirects are followed by hand and only within the base's own
- * scheme, host, port and path, and nothing in a request can name another host. Bodies are capped and
- * timed (read-body.ts) and their Content-Type is ignored: the bytes are sniffed by sharp.
+ * scheme, host, port and path, and nothing in a request can name another host. Bodies are
+ * capped and timed (read-body.ts) and their Content-Type is ignored: the bytes are sniffed by
+ * sharp.
  * Read-only: uploads are refused with 403 `read_only_storage`; originals are registered.
  */
 export function createHttpOrigin(options: HttpOriginOptions): Origin {
