@@ -1,8 +1,8 @@
-import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type AppServer, startAppServer, testPage } from '../helpers/app-server.js';
 import { type Browser, hasChromium, launchChromium } from '../helpers/browser.js';
-import { startTestServer, type TestServer } from '../helpers/pixgate.js';
+import { synth } from '../helpers/images.js';
+import { startTestServer, type TestServer, uploadImage } from '../helpers/pixgate.js';
 
 /**
  * An app on another origin (another loopback port) with its own service worker built on
@@ -41,15 +41,7 @@ beforeAll(async () => {
   });
   server = await startTestServer({ dev: true, corsOrigins: app.url });
   alice = await server.token('alice');
-  const body = await sharp({ create: { width: 120, height: 90, channels: 3, background: '#37a' } })
-    .png()
-    .toBuffer();
-  const response = await fetch(`${server.url}/v1/images`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${alice}`, 'content-type': 'image/png' },
-    body,
-  });
-  id = ((await response.json()) as { id: string }).id;
+  ({ id } = await uploadImage(server, alice, (await synth('png', 120, 90)).body));
   browser = await launchChromium();
 });
 

@@ -3,7 +3,8 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { type AppServer, startAppServer, testPage } from '../helpers/app-server.js';
 import { type Browser, hasChromium, launchChromium } from '../helpers/browser.js';
-import { startTestServer, type TestServer } from '../helpers/pixgate.js';
+import { synth } from '../helpers/images.js';
+import { startTestServer, type TestServer, uploadImage } from '../helpers/pixgate.js';
 
 /**
  * Every way a browser carries the credential (SPEC §3), in Debian's Chromium: each loads a
@@ -36,15 +37,7 @@ beforeAll(async () => {
   server = await startTestServer({ dev: true });
   alice = await server.token('alice');
   bob = await server.token('bob');
-  const body = await sharp({ create: { width: 400, height: 300, channels: 3, background: '#3a7' } })
-    .png()
-    .toBuffer();
-  const response = await fetch(`${server.url}/v1/images`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${alice}`, 'content-type': 'image/png' },
-    body,
-  });
-  id = ((await response.json()) as { id: string }).id;
+  ({ id } = await uploadImage(server, alice, (await synth('png', 400, 300)).body));
   app = await startAppServer({ proxyTo: server.url, pages: { 'page.html': testPage() } });
   browser = await launchChromium();
 });

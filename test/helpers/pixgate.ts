@@ -95,3 +95,23 @@ export async function startTestServer(
   };
   return server;
 }
+
+/**
+ * Uploads `body` as `token`'s image and answers its meta JSON; anything but a 201 throws with
+ * the answer, so a test fails where the upload did.
+ */
+export async function uploadImage(
+  server: Pick<TestServer, 'url'>,
+  token: string,
+  body: Buffer,
+  options: { visibility?: string; type?: string } = {},
+): Promise<{ id: string } & Record<string, unknown>> {
+  const response = await fetch(`${server.url}/v1/images?visibility=${options.visibility ?? 'private'}`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': options.type ?? 'image/png' },
+    body,
+  });
+  const text = await response.text();
+  if (response.status !== 201) throw new Error(`upload answered ${response.status}: ${text}`);
+  return JSON.parse(text) as { id: string } & Record<string, unknown>;
+}

@@ -11,7 +11,7 @@ import { messages } from '../../src/errors.js';
 import { type JwksServer, type SignOptions, startJwksServer } from '../helpers/jwks-server.js';
 import { rawRequest } from '../helpers/net.js';
 import { type OidcProvider, startOidcProvider } from '../helpers/oidc-provider.js';
-import { type Settings, startTestServer, type TestServer } from '../helpers/pixgate.js';
+import { type Settings, startTestServer, type TestServer, uploadImage } from '../helpers/pixgate.js';
 
 const METRICS_TOKEN = 'metrics-secret-0123456789';
 const READ_WRITE = 'images:read images:write';
@@ -66,11 +66,8 @@ async function upload(server: TestServer, token: string, visibility = 'private')
   });
 }
 
-async function uploaded(server: TestServer, token: string, visibility = 'private'): Promise<Meta> {
-  const response = await upload(server, token, visibility);
-  expect(response.status).toBe(201);
-  return (await response.json()) as Meta;
-}
+const uploaded = async (server: TestServer, token: string, visibility = 'private') =>
+  (await uploadImage(server, token, jpeg, { visibility, type: 'image/jpeg' })) as unknown as Meta;
 
 /**
  * The error contract: status, the exact JSON body, `no-store`, and the exact challenge (`null`:

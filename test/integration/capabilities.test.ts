@@ -4,7 +4,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { synth } from '../helpers/images.js';
 import { rawRequest } from '../helpers/net.js';
-import { startTestServer, type TestServer } from '../helpers/pixgate.js';
+import { startTestServer, type TestServer, uploadImage } from '../helpers/pixgate.js';
 
 /** Signed URLs, revocation and share links over real HTTP (SPEC §5, issue 4). */
 
@@ -23,15 +23,8 @@ const auth = (token: string, extra: Record<string, string> = {}) => ({
   ...extra,
 });
 
-async function upload(token: string, visibility = 'private') {
-  const response = await fetch(`${server.url}/v1/images?visibility=${visibility}`, {
-    method: 'POST',
-    headers: auth(token, { 'content-type': 'image/png' }),
-    body: photo,
-  });
-  expect(response.status, await response.clone().text()).toBe(201);
-  return ((await response.json()) as { id: string }).id;
-}
+const upload = async (token: string, visibility = 'private') =>
+  (await uploadImage(server, token, photo, { visibility })).id;
 
 async function post(path: string, token: string | undefined, body: unknown) {
   const response = await fetch(`${server.url}${path}`, {

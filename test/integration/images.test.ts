@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { photoWithGps, synth } from '../helpers/images.js';
-import { startTestServer, type TestServer } from '../helpers/pixgate.js';
+import { startTestServer, type TestServer, uploadImage } from '../helpers/pixgate.js';
 
 /** The image API over real HTTP: uploads, the SPEC §2 table, variants, caching headers, lifecycle. */
 
@@ -17,15 +17,8 @@ const auth = (token: string, extra: Record<string, string> = {}) => ({
   ...extra,
 });
 
-async function upload(token: string, body: Buffer, visibility = 'private', type = 'image/jpeg') {
-  const response = await fetch(`${server.url}/v1/images?visibility=${visibility}`, {
-    method: 'POST',
-    headers: auth(token, { 'content-type': type }),
-    body,
-  });
-  expect(response.status, await response.clone().text()).toBe(201);
-  return (await response.json()) as Record<string, unknown> & { id: string };
-}
+const upload = (token: string, body: Buffer, visibility = 'private', type = 'image/jpeg') =>
+  uploadImage(server, token, body, { visibility, type });
 
 async function get(path: string, headers: Record<string, string> = {}) {
   const response = await fetch(`${server.url}${path}`, { headers });

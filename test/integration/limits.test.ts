@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { synth } from '../helpers/images.js';
-import { startTestServer, type TestServer } from '../helpers/pixgate.js';
+import { startTestServer, type TestServer, uploadImage } from '../helpers/pixgate.js';
 
 /** Rate, scrape and upload limits and the storage quota over real HTTP (SPEC §6, issue 4). */
 
@@ -20,11 +20,8 @@ async function upload(server: TestServer, token: string, visibility = 'public') 
   return response;
 }
 
-async function uploadId(server: TestServer, token: string, visibility = 'public') {
-  const response = await upload(server, token, visibility);
-  expect(response.status, await response.clone().text()).toBe(201);
-  return ((await response.json()) as { id: string }).id;
-}
+const uploadId = async (server: TestServer, token: string, visibility = 'public') =>
+  (await uploadImage(server, token, photo, { visibility })).id;
 
 async function expectLimited(response: Response, name: string, quota: number, window: number) {
   expect(response.status).toBe(429);

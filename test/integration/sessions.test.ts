@@ -3,7 +3,7 @@ import BetterSqlite3 from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadDevIssuer } from '../../src/auth/dev-issuer.js';
 import { synth } from '../helpers/images.js';
-import { startTestServer, type TestServer } from '../helpers/pixgate.js';
+import { startTestServer, type TestServer, uploadImage } from '../helpers/pixgate.js';
 
 /** The session cookie over real HTTP (SPEC §3.3): attributes, scope, CSRF, rotation, expiry, restart. */
 
@@ -16,16 +16,8 @@ let bob: string;
 let privateId: string;
 let publicId: string;
 
-async function upload(token: string, visibility: string) {
-  const image = await synth('png', 64, 48);
-  const response = await fetch(`${server.url}/v1/images?visibility=${visibility}`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${token}`, 'content-type': 'image/png' },
-    body: image.body,
-  });
-  expect(response.status).toBe(201);
-  return ((await response.json()) as { id: string }).id;
-}
+const upload = async (token: string, visibility: string) =>
+  (await uploadImage(server, token, (await synth('png', 64, 48)).body, { visibility })).id;
 
 interface Started {
   cookie: string;
