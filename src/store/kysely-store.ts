@@ -134,13 +134,23 @@ export function createKyselyStore(db: Kysely<Database>): Store {
     },
 
     async countLinkView(id: string, now: Date): Promise<boolean> {
-      // One statement: two concurrent views of the last allowed one cannot both pass.
+      // One statement: two concurrent views of the last allowed one cannot both pass, and a
+      // revocation (a new image version) that landed while the variant was rendering stops it.
       const result = await db
         .updateTable('links')
         .set((eb) => ({ views: eb('views', '+', 1) }))
         .where('id', '=', id)
         .where('expires_at', '>', now.getTime())
         .where((eb) => eb.or([eb('max_views', 'is', null), eb('views', '<', eb.ref('max_views'))]))
+        .where((eb) =>
+          eb.exists(
+            eb
+              .selectFrom('images')
+              .select('images.id')
+              .whereRef('images.id', '=', 'links.image_id')
+              .whereRef('images.version', '=', 'links.image_version'),
+          ),
+        )
         .executeTakeFirst();
       return result.numUpdatedRows > 0n;
     },

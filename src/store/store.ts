@@ -80,8 +80,9 @@ export interface Store {
   listLinks(imageId: string, now: Date): Promise<LinkRecord[]>;
   deleteLink(id: string): Promise<boolean>;
   /**
-   * Counts one view if the link is live at `now` and within its budget, in one conditional
-   * UPDATE (no read-then-write race); returns whether it was counted.
+   * Counts one view if the link is live at `now`, within its budget and its image not revoked
+   * since (still at the link's version), in one conditional UPDATE (no read-then-write race);
+   * returns whether it was counted.
    */
   countLinkView(id: string, now: Date): Promise<boolean>;
   /** Throws when the store cannot answer (readiness). */

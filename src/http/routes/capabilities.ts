@@ -261,8 +261,11 @@ export function createCapabilities(options: CapabilityOptions) {
         // revocation could be bypassed.
         cacheControl: 'private, no-store',
         beforeBody: async () => {
-          // Counted only now that the variant exists: a failed render costs no view.
-          if (!(await store.countLinkView(link.id, new Date(clock.now())))) throw noSuchLink('out of views');
+          // Counted only now that the variant exists: a failed render costs no view. Refused when
+          // the budget ran out or the image was revoked while the variant was being made.
+          if (!(await store.countLinkView(link.id, new Date(clock.now())))) {
+            throw noSuchLink('out of views or revoked');
+          }
         },
       });
     });

@@ -351,6 +351,9 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
         expect(await store.countLinkView(open.id, new Date(t0 + 59_999))).toBe(true);
         expect(await store.countLinkView(open.id, new Date(t0 + 60_000))).toBe(false);
         expect(await store.countLinkView(newId(), new Date(t0))).toBe(false);
+        // Revoked (a new image version) between the lookup and the count: not counted, not served.
+        await store.bumpVersion(image.id);
+        expect(await store.countLinkView(open.id, new Date(t0))).toBe(false);
       });
 
       it('go with their image', async () => {
