@@ -84,7 +84,7 @@ export function createS3Origin(options: S3OriginOptions): Origin {
     try {
       return await call(deadline.signal);
     } catch (error) {
-      if (deadline.timedOut()) throw originTimeout('s3', timeoutMs);
+      if (isTimeout(error, deadline.timedOut())) throw originTimeout('s3', timeoutMs);
       throw new AppError('origin_error', message, { detail: `s3 origin: ${describe(error)}` });
     } finally {
       deadline.dispose();
@@ -145,7 +145,7 @@ export function createS3Origin(options: S3OriginOptions): Origin {
           }),
         );
       } catch (error) {
-        if ((error as Error).name === 'TimeoutError') throw originTimeout('s3', timeoutMs);
+        if (isTimeout(error, false)) throw originTimeout('s3', timeoutMs);
         // The store refused or is down: an origin failure (502), never a stack for the client.
         throw new AppError('origin_error', 'The image could not be stored', {
           detail: `s3 origin: ${describe(error)}`,
@@ -203,9 +203,16 @@ function describe(error: unknown): string {
   return code ?? (error as Error).name ?? 'unknown error';
 }
 
+/**
+ * The store went silent: our deadline ran out, or the client's idle timeout (createS3Client) ended
+ * the call first, which the SDK reports as a TimeoutError.
+ */
+const isTimeout = (error: unknown, deadlineExpired: boolean) =>
+  deadlineExpired || (error as Error).name === 'TimeoutError';
+
 function s3ReadError(error: unknown, key: string, timedOut: boolean, timeoutMs: number): AppError {
   if (error instanceof AppError) return error;
-  if (timedOut) return originTimeout('s3', timeoutMs);
+  if (isTimeout(error, timedOut)) return originTimeout('s3', timeoutMs);
   const status = statusOf(error);
   const name = (error as Error).name;
   if (name === 'NoSuchKey' || name === 'NotFound' || status === 404) return notFound(`s3 origin: no ${key}`);
