@@ -1,4 +1,4 @@
-import { type DestinationStream, type Logger, pino } from 'pino';
+import { type DestinationStream, type Level, type Logger, pino } from 'pino';
 
 /**
  * pino, with every place a credential can sit censored: the Authorization and Cookie headers,
@@ -65,8 +65,6 @@ export function redactUrl(url: string): string {
 
 export type { Logger };
 
-type Level = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
-
 /**
  * A request's logger (fastify's `request.log`) that becomes a pino child, bound to the request id,
  * only when something logs through it. Our request line goes through the root logger with the
@@ -108,7 +106,7 @@ export class LazyChildLogger {
   }
   silent(): void {}
 
-  #log(level: Exclude<Level, 'silent'>, args: unknown[]): void {
+  #log(level: Level, args: unknown[]): void {
     // The level check first: a debug line on an info logger makes no child either.
     if (!this.parent.isLevelEnabled(level)) return;
     (this.#logger()[level] as (...values: unknown[]) => void)(...args);

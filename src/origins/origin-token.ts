@@ -27,6 +27,8 @@ const DEFAULT_LIFETIME_MS = 5 * 60_000;
 
 const tokenError = (detail: string) =>
   new AppError('origin_error', 'The original could not be read', { detail: `http origin: ${detail}` });
+const tokenTooSlow = (timeoutMs: number) =>
+  tokenError(`the token endpoint did not answer within ${timeoutMs} ms`);
 
 /** `signal`'s abort rejects the wait, not `shared`: other reads may be waiting on it too. */
 function waitFor<T>(shared: Promise<T>, signal: AbortSignal): Promise<T> {
@@ -80,18 +82,14 @@ export function createTokenSource(
         signal,
       });
     } catch (error) {
-      if (signal.aborted) throw tokenError(`the token endpoint did not answer within ${timeoutMs} ms`);
+      if (signal.aborted) throw tokenTooSlow(timeoutMs);
       throw tokenError(`the token endpoint cannot be reached (${networkCode(error)})`);
     }
     let text: string;
     try {
       text = await response.text();
     } catch {
-      throw tokenError(
-        signal.aborted
-          ? `the token endpoint did not answer within ${timeoutMs} ms`
-          : 'the token endpoint broke off its answer',
-      );
+      throw signal.aborted ? tokenTooSlow(timeoutMs) : tokenError('the token endpoint broke off its answer');
     }
     if (response.status !== 200) {
       const refused = response.status === 400 || response.status === 401;
