@@ -32,6 +32,9 @@ export const errorStatus = {
   quota_exceeded: 403,
   rate_limited: 429,
   not_configured: 501,
+  // Never sent (nobody is left to read it): the log line and the metrics of a request whose
+  // client closed the connection first. 499 as nginx logs it.
+  client_closed: 499,
 } as const;
 
 export type ErrorCode = keyof typeof errorStatus;
@@ -77,3 +80,6 @@ export const messages = {
 } as const;
 
 export const notFound = (detail?: string) => new AppError('not_found', messages.notFound, { detail });
+
+export const clientClosed = () =>
+  new AppError('client_closed', 'The client closed the connection before its response was complete');

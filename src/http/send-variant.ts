@@ -10,6 +10,7 @@ import type { VariantService } from '../images/variants.js';
 import type { ImageRecord } from '../store/store.js';
 import { matchesIfNoneMatch, VARY_IMAGE } from './headers.js';
 import { jsonFormEtag, outputTooLarge, sendJsonForm, wantsJsonForm } from './json-form.js';
+import { clientGoneSignal } from './request-state.js';
 
 export interface SendVariantOptions {
   readonly cacheControl: string;
@@ -62,7 +63,7 @@ export function createVariantSender(config: Config, variants: VariantService) {
     // Decided before any processing: a revalidation costs no sharp work and no origin read.
     if (matchesIfNoneMatch(request.headers['if-none-match'], etag)) return reply.code(304).send();
 
-    const variant = await variants.variant(record, plan, key);
+    const variant = await variants.variant(record, plan, key, () => clientGoneSignal(request));
     // Refused before a share link counts the view.
     if (asJson && variant.body.length > config.jsonMaxBytes) {
       throw outputTooLarge(variant.body.length, config.jsonMaxBytes);

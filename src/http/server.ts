@@ -13,7 +13,7 @@ import type { SignedUrls } from '../auth/signed-url.js';
 import type { VariantCache } from '../cache/variant-cache.js';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config/schema.js';
-import { AppError } from '../errors.js';
+import { AppError, errorStatus } from '../errors.js';
 import type { Ingest } from '../images/ingest.js';
 import type { VariantService } from '../images/variants.js';
 import type { Limits } from '../limits/limits.js';
@@ -25,7 +25,7 @@ import { createIdentify } from './authenticate.js';
 import { registerCors } from './cors.js';
 import { securityHeaders } from './headers.js';
 import { sendError } from './reply.js';
-import { requestState } from './request-state.js';
+import { markClientClosed, requestState } from './request-state.js';
 import { createCapabilities } from './routes/capabilities.js';
 import { registerClientRoutes } from './routes/client.js';
 import { registerHealthRoutes } from './routes/health.js';
@@ -115,6 +115,14 @@ export async function buildServer(parts: ServerParts): Promise<FastifyInstance> 
   // Callback-style hooks: on the cached path an async hook's promise is a measurable share.
   app.addHook('onRequest', (request, reply, done) => {
     reply.headers(securityHeaders);
+    // A client that closes the connection before its response is complete gets no onResponse
+    // from fastify: without this, its request would leave no log line, and work queued only
+    // for it would still be done (images/work-queue.ts).
+    reply.raw.once('close', () => {
+      if (reply.raw.writableFinished) return;
+      markClientClosed(request);
+      recordRequest(request, reply);
+    });
     // DNS rebinding: a page on evil.example resolving to 127.0.0.1 would reach the dev issuer.
     if (config.dev && !LOOPBACK_NAMES.test(hostHeaderName(request.headers.host))) {
       done(new AppError('host_not_allowed', 'Dev mode answers loopback host names only'));
@@ -129,19 +137,22 @@ export async function buildServer(parts: ServerParts): Promise<FastifyInstance> 
   });
 
   function recordRequest(request: FastifyRequest, reply: FastifyReply): void {
+    const state = requestState(request);
+    if (state.recorded) return;
+    state.recorded = true;
     const route = request.routeOptions.url ?? 'unmatched';
-    const labels = { route, method: request.method, status: String(reply.statusCode) };
+    const status = state.clientClosed ? errorStatus.client_closed : reply.statusCode;
+    const labels = { route, method: request.method, status: String(status) };
     const seconds = reply.elapsedTime / 1000;
     metrics.requests.inc(labels);
     metrics.requestDuration.observe(labels, seconds);
-    const state = requestState(request);
     const error = state.error;
     const line = {
       reqId: request.id,
       method: request.method,
       url: redactUrl(request.url),
       route,
-      status: reply.statusCode,
+      status,
       ms: Math.round(reply.elapsedTime * 10) / 10,
       ...(state.principal ? { sub: state.principal.subject } : {}),
       ...(error ? { code: error.code, detail: error.message } : {}),

@@ -33,22 +33,35 @@ export function createVariantService(options: VariantServiceOptions) {
   }
 
   return {
-    async variant(image: ImageRecord, plan: RenderPlan, key: VariantKey): Promise<Variant> {
+    /**
+     * `clientGone`, asked for only on a cache miss, aborts when the requester has left: once
+     * everyone waiting for this variant has, it leaves the queue unmade (single-flight.ts).
+     */
+    async variant(
+      image: ImageRecord,
+      plan: RenderPlan,
+      key: VariantKey,
+      clientGone?: () => AbortSignal,
+    ): Promise<Variant> {
       const cached = await cache.get(key);
       if (cached) return cached;
-      return flights.run(key.hash, () =>
-        queue.run(
-          () => origin.read(image.originKey, { maxBytes: options.maxOriginBytes }),
-          async (original) => {
-            const started = performance.now();
-            const variant = await pipeline.render(original.body, plan, image);
-            options.onRendered?.(plan.format, (performance.now() - started) / 1000);
-            remember(key, variant);
-            return variant;
-          },
-          // sharp is done with the input once the render settled: pooled bytes can go back.
-          (original) => original.release?.(),
-        ),
+      return flights.run(
+        key.hash,
+        (abandoned) =>
+          queue.run(
+            () => origin.read(image.originKey, { maxBytes: options.maxOriginBytes }),
+            async (original) => {
+              const started = performance.now();
+              const variant = await pipeline.render(original.body, plan, image);
+              options.onRendered?.(plan.format, (performance.now() - started) / 1000);
+              remember(key, variant);
+              return variant;
+            },
+            // sharp is done with the input once the render settled: pooled bytes can go back.
+            (original) => original.release?.(),
+            abandoned,
+          ),
+        clientGone?.(),
       );
     },
 

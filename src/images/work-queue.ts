@@ -12,7 +12,18 @@ import { AppError } from '../errors.js';
  * most 2 × concurrency originals are in memory.
  */
 export interface WorkQueue {
-  run<I, T>(load: () => Promise<I>, work: (input: I) => Promise<T>, done?: (input: I) => void): Promise<T>;
+  /**
+   * With a `signal`, a job that is still waiting (for a load or a processing slot) leaves the
+   * queue as soon as it aborts, rejecting with its reason: its client went away, and a place
+   * in the queue is worth more to the requests still waiting. A transform already under way
+   * runs to its end (its variant is cached for whoever asks next).
+   */
+  run<I, T>(
+    load: () => Promise<I>,
+    work: (input: I) => Promise<T>,
+    done?: (input: I) => void,
+    signal?: AbortSignal,
+  ): Promise<T>;
   /** Jobs admitted but not yet transforming. */
   readonly waiting: number;
   /** Jobs transforming. */
@@ -26,7 +37,8 @@ export interface WorkQueueOptions {
 }
 
 interface Semaphore {
-  acquire(): Promise<void>;
+  /** Rejects with the signal's reason, and stops waiting, when it aborts first. */
+  acquire(signal?: AbortSignal): Promise<void>;
   release(): void;
   readonly used: number;
 }
@@ -35,13 +47,25 @@ function createSemaphore(capacity: number): Semaphore {
   const waiters: Array<() => void> = [];
   let used = 0;
   return {
-    async acquire() {
+    async acquire(signal) {
+      signal?.throwIfAborted();
       if (used < capacity) {
         used++;
         return;
       }
       // The permit is handed over by release(): `used` stays the same.
-      await new Promise<void>((resolve) => waiters.push(resolve));
+      await new Promise<void>((resolve, reject) => {
+        const onAbort = () => {
+          waiters.splice(waiters.indexOf(handOver), 1);
+          reject(signal?.reason as Error);
+        };
+        const handOver = () => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
+        };
+        waiters.push(handOver);
+        signal?.addEventListener('abort', onAbort, { once: true });
+      });
     },
     release() {
       const next = waiters.shift();
@@ -64,7 +88,8 @@ export function createWorkQueue({ concurrency, queueSize, onChange }: WorkQueueO
   const changed = () => onChange?.(admitted - slots.used, slots.used);
 
   return {
-    async run(load, work, done) {
+    async run(load, work, done, signal) {
+      signal?.throwIfAborted();
       // Admitted jobs are running or waiting: at most concurrency + queueSize of them.
       if (admitted >= concurrency + queueSize) {
         const waiting = admitted - slots.used;
@@ -76,11 +101,11 @@ export function createWorkQueue({ concurrency, queueSize, onChange }: WorkQueueO
       admitted++;
       changed();
       try {
-        await loads.acquire();
+        await loads.acquire(signal);
         try {
           const input = await load();
           try {
-            await slots.acquire();
+            await slots.acquire(signal);
             changed();
             const started = performance.now();
             try {

@@ -1,8 +1,9 @@
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { eventually } from '../helpers/eventually.js';
 import { photoWithGps } from '../helpers/images.js';
-import { startTestServer, type TestServer } from '../helpers/pixgate.js';
+import { startTestServer, type TestServer, uploadImage } from '../helpers/pixgate.js';
 
 /** The processing queue, the variant cache and the origin, seen from outside (SPEC §4, §6). */
 
@@ -62,5 +63,67 @@ describe('variant cache and origin', () => {
     server = restarted;
     const cached = await get('w=250');
     expect(cached.status).toBe(200);
+  });
+});
+
+describe('requests whose client went away', () => {
+  const METRICS_TOKEN = 'metrics-secret-0123456789';
+  let busy: TestServer;
+  let busyToken: string;
+  let busyId: string;
+
+  beforeAll(async () => {
+    busy = await startTestServer({ dev: true, concurrency: 1, queueSize: 4, metricsToken: METRICS_TOKEN });
+    busyToken = await busy.token('erin');
+    ({ id: busyId } = await uploadImage(busy, busyToken, await photoWithGps(2400, 2400), {
+      type: 'image/jpeg',
+    }));
+  });
+  afterAll(() => busy.destroy());
+
+  const variant = (width: number, signal?: AbortSignal) =>
+    fetch(`${busy.url}/v1/images/${busyId}?w=${width}&format=png`, {
+      headers: { authorization: `Bearer ${busyToken}` },
+      signal,
+    });
+  /** The sum of a metric's samples. */
+  async function metric(name: string): Promise<number> {
+    const response = await fetch(`${busy.url}/metrics`, {
+      headers: { authorization: `Bearer ${METRICS_TOKEN}` },
+    });
+    const text = await response.text();
+    const samples = text
+      .split('\n')
+      .filter((line) => line.startsWith(`${name} `) || line.startsWith(`${name}{`));
+    return samples.reduce((total, line) => total + Number(line.split(' ').at(-1)), 0);
+  }
+  const transforms = () => metric('pixgate_transform_duration_seconds_count');
+
+  it('leave the queue without a transform, and their log line says 499 client_closed', async () => {
+    const kept = variant(2001);
+    await eventually(async () => expect(await metric('pixgate_queue_running')).toBe(1));
+    const gone = new AbortController();
+    const abandoned = [2002, 2003].map((width) => variant(width, gone.signal).catch(() => 'aborted'));
+    await eventually(async () => expect(await metric('pixgate_queue_depth')).toBe(2));
+    gone.abort();
+    expect(await Promise.all(abandoned)).toEqual(['aborted', 'aborted']);
+    const keptResponse = await kept;
+    expect(keptResponse.status).toBe(200);
+    await keptResponse.arrayBuffer();
+    await eventually(async () => expect(await metric('pixgate_queue_depth')).toBe(0));
+    await eventually(() => {
+      const closed = busy.logs
+        .map((line) => JSON.parse(line) as { status?: number; code?: string; url?: string })
+        .filter((line) => line.status === 499);
+      expect(closed).toHaveLength(2);
+      for (const line of closed) expect(line.code).toBe('client_closed');
+    });
+    expect(await transforms()).toBe(1);
+
+    // Nothing of theirs lingers: asked again, the same variant is made and served.
+    const again = await variant(2002);
+    expect(again.status).toBe(200);
+    await again.arrayBuffer();
+    expect(await transforms()).toBe(2);
   });
 });

@@ -102,4 +102,81 @@ describe('work queue', () => {
     ).toBe(2);
     expect(queue.running + queue.waiting).toBe(0);
   });
+
+  it('drops a job whose signal aborts while it waits, before its load or its work', async () => {
+    const queue = createWorkQueue({ concurrency: 1, queueSize: 10 });
+    const gate = deferred();
+    const loaded: number[] = [];
+    const worked: number[] = [];
+    const done: number[] = [];
+    const job = (index: number, signal?: AbortSignal) =>
+      queue.run(
+        async () => {
+          loaded.push(index);
+          return index;
+        },
+        async (input) => {
+          worked.push(input);
+          if (input === 0) await gate.promise;
+          return input;
+        },
+        (input) => done.push(input),
+        signal,
+      );
+    const first = job(0);
+    // Job 1 loads ahead of the slot (its input is ready), job 2 waits without a load.
+    const loadedAhead = new AbortController();
+    const waiting = new AbortController();
+    const second = job(1, loadedAhead.signal);
+    const third = job(2, waiting.signal);
+    const fourth = job(3);
+    await tick();
+    expect(loaded).toEqual([0, 1]);
+    expect(queue.waiting).toBe(3);
+
+    const gone = new Error('client went away');
+    loadedAhead.abort(gone);
+    waiting.abort(gone);
+    await expect(second).rejects.toBe(gone);
+    await expect(third).rejects.toBe(gone);
+    // They left at once, while job 0 still works; job 1's loaded input went back.
+    expect(queue.waiting).toBe(1);
+    expect(done).toEqual([1]);
+
+    gate.resolve();
+    expect(await Promise.all([first, fourth])).toEqual([0, 3]);
+    expect(worked).toEqual([0, 3]);
+    expect(loaded).toEqual([0, 1, 3]);
+    expect(queue.running + queue.waiting).toBe(0);
+  });
+
+  it('refuses a job whose signal has already aborted, and keeps running one that started', async () => {
+    const queue = createWorkQueue({ concurrency: 1, queueSize: 1 });
+    const gone = new Error('client went away');
+    await expect(
+      queue.run(
+        async () => 1,
+        async () => 1,
+        undefined,
+        AbortSignal.abort(gone),
+      ),
+    ).rejects.toBe(gone);
+    const gate = deferred();
+    const started = new AbortController();
+    const running = queue.run(
+      async () => 2,
+      async (input) => {
+        await gate.promise;
+        return input;
+      },
+      undefined,
+      started.signal,
+    );
+    await tick();
+    // A transform under way is not cut off: its variant is cached for whoever asks next.
+    started.abort(gone);
+    gate.resolve();
+    expect(await running).toBe(2);
+    expect(queue.running + queue.waiting).toBe(0);
+  });
 });
