@@ -1,4 +1,6 @@
 import { randomUUID } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
 import multipart from '@fastify/multipart';
 import Fastify, {
   type FastifyBaseLogger,
@@ -111,6 +113,20 @@ export async function buildServer(parts: ServerParts): Promise<FastifyInstance> 
   });
 
   app.decorateRequest('pixgateState', null);
+
+  // Closing waits for open connections. Node closes the idle keep-alive ones itself but not a
+  // connection that has never carried a request (a browser's preconnect): one of those would
+  // hold a shutdown forever. It holds no work either: dropped when closing starts.
+  const unused = new Set<Socket>();
+  app.server.on('connection', (socket: Socket) => {
+    unused.add(socket);
+    socket.once('close', () => unused.delete(socket));
+  });
+  app.server.on('request', (request: IncomingMessage) => unused.delete(request.socket));
+  app.addHook('preClose', (done) => {
+    for (const socket of unused) socket.destroy();
+    done();
+  });
 
   // Callback-style hooks: on the cached path an async hook's promise is a measurable share.
   app.addHook('onRequest', (request, reply, done) => {

@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -380,6 +381,12 @@ describe('serve', () => {
     expect(health.status).toBe(200);
     expect(await health.json()).toEqual({ status: 'ok' });
     expect(serve.output().stderr).not.toContain('DEV MODE');
+    // A connection that never sends a request, as a browser's preconnect: it must not hold the
+    // shutdown (Node does not count it as idle, so it would be waited for forever).
+    const { port } = new URL(serve.url);
+    const preconnect = connect(Number(port), '127.0.0.1');
+    await new Promise((resolve) => preconnect.once('connect', resolve));
+    preconnect.on('error', () => {});
 
     const started = Date.now();
     const exit = await serve.stop();
