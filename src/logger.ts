@@ -1,25 +1,82 @@
 import { type DestinationStream, type Level, type Logger, pino } from 'pino';
 
 /**
- * pino, with every place a credential can sit censored: the Authorization and Cookie headers,
- * the `access_token` and `sig` query parameters, and share-link tokens in `/s/` paths.
- * Request lines use `redactUrl`, so a token never reaches a log line (tested).
+ * pino, with every place a credential can sit censored: credential headers and raw request bytes
+ * wherever a log line carries them (`scrubLine`), the `access_token` and `sig` query parameters,
+ * and share-link tokens in `/s/` paths. Request lines use `redactUrl`, so a token never reaches a
+ * log line (tested).
  */
 export function createLogger(level: string, destination?: DestinationStream): Logger {
   return pino(
     {
       level,
       base: { service: 'pixgate' },
-      redact: {
-        paths: ['req.headers.authorization', 'req.headers.cookie', 'headers.authorization', 'headers.cookie'],
-        censor: '[redacted]',
-      },
+      formatters: { log: scrubLine },
+      // pino's own (fastify's too) would serialize again what scrubLine already made an error's
+      // JSON, as a plain object; an Error that still gets here (a child binding) is serialized here.
+      serializers: { err: (value: unknown) => (value instanceof Error ? serializeError(value) : value) },
     },
     // Asynchronous writes to stdout: under load, lines written while one write is in flight go
     // out together (one syscall, not one per request); when idle, a line goes out at once.
     // pino flushes what is pending when the process exits.
     destination ?? pino.destination({ dest: 1, sync: false }),
   );
+}
+
+/**
+ * Keys whose value is a credential wherever they sit in a line, compared lower-cased: header
+ * sets (`req.headers`, the options @fastify/multipart hands busboy at trace level, an origin
+ * request's headers) and the raw bytes of a request Node's parser refused (`err.rawPacket`, which
+ * fastify's client error handler logs at trace level), Authorization, cookies and query included.
+ */
+const SECRET_KEYS = new Set([
+  'authorization',
+  'proxy-authorization',
+  'cookie',
+  'set-cookie',
+  'x-csrf-token',
+  'rawheaders',
+  'rawpacket',
+]);
+const CENSOR = '[redacted]';
+/** pino's own depth limit (safe-stable-stringify's depthLimit 5) cuts a line there anyway. */
+const MAX_DEPTH = 6;
+
+/**
+ * pino's `formatters.log`: a line whose values are all primitives, like the request line on the
+ * cached path, passes untouched after one `typeof` per key (no measurable cost, where pino's
+ * wildcard redact paths made every line several times slower). Only the rare line that carries
+ * an object or an error is copied with its credentials censored, at any depth.
+ */
+export function scrubLine(line: Record<string, unknown>): Record<string, unknown> {
+  for (const key in line) {
+    const value = line[key];
+    if (typeof value === 'object' && value !== null) return scrub(line, 0) as Record<string, unknown>;
+  }
+  return line;
+}
+
+/** An error as pino writes it (type, message, stack, causes, own fields), censored as a line is. */
+function serializeError(error: Error, depth = 0): unknown {
+  return scrub({ ...pino.stdSerializers.err(error) }, depth);
+}
+
+/**
+ * A censored copy of plain objects, arrays and errors; class instances (a request, a Buffer) are
+ * left to their serializers, which write none of these keys.
+ */
+function scrub(value: unknown, depth: number): unknown {
+  if (typeof value !== 'object' || value === null) return value;
+  if (value instanceof Error) return serializeError(value, depth + 1);
+  if (depth > MAX_DEPTH) return '[...]';
+  if (Array.isArray(value)) return value.map((item: unknown) => scrub(item, depth + 1));
+  const proto = Object.getPrototypeOf(value) as unknown;
+  if (proto !== Object.prototype && proto !== null) return value;
+  const copy: Record<string, unknown> = {};
+  for (const [key, item] of Object.entries(value)) {
+    copy[key] = SECRET_KEYS.has(key.toLowerCase()) ? CENSOR : scrub(item, depth + 1);
+  }
+  return copy;
 }
 
 const SECRET_PARAMS = new Set(['access_token', 'sig']);

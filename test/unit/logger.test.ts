@@ -1,5 +1,5 @@
 import { describe, expect, it, vi } from 'vitest';
-import { createLogger, LazyChildLogger, redactUrl } from '../../src/logger.js';
+import { createLogger, LazyChildLogger, redactUrl, scrubLine } from '../../src/logger.js';
 
 describe('redactUrl', () => {
   it.each([
@@ -61,5 +61,61 @@ describe('LazyChildLogger', () => {
     expect(children).not.toHaveBeenCalled();
     expect(lines).toEqual([]);
     expect(lazy.level).toBe('info');
+  });
+});
+
+describe('credentials in logged objects', () => {
+  function lineOf(log: (logger: ReturnType<typeof createLogger>) => void): string {
+    const lines: string[] = [];
+    log(createLogger('trace', { write: (line: string) => void lines.push(line) }));
+    expect(lines).toHaveLength(1);
+    return lines[0] as string;
+  }
+
+  it('censors header values at any depth, whatever the case of the name', () => {
+    const line = lineOf((logger) =>
+      logger.trace(
+        {
+          busboyOptions: {
+            headers: { authorization: 'Bearer SECRET-1', cookie: 'sid=SECRET-2', accept: '*/*' },
+          },
+          origin: {
+            request: {
+              options: { headers: { Authorization: 'Basic SECRET-3', 'X-CSRF-Token': 'SECRET-4' } },
+            },
+          },
+          list: [{ 'set-cookie': ['sid=SECRET-5'] }],
+        },
+        'options',
+      ),
+    );
+    expect(line).not.toContain('SECRET');
+    expect(JSON.parse(line)).toMatchObject({
+      busboyOptions: { headers: { authorization: '[redacted]', cookie: '[redacted]', accept: '*/*' } },
+    });
+  });
+
+  it("censors an error's raw request bytes, in its causes too, and keeps the rest of it", () => {
+    const packet = () =>
+      Buffer.from('GET /?access_token=SECRET HTTP/1.1\r\nAuthorization: Bearer SECRET\r\n');
+    const cause = Object.assign(new Error('inner'), { rawPacket: packet() });
+    const error = Object.assign(new Error('Parse Error', { cause }), { code: 'HPE_X', rawPacket: packet() });
+    const line = lineOf((logger) => logger.trace({ err: error, context: { error: cause } }, 'client error'));
+    expect(line).not.toContain('SECRET');
+    expect(JSON.parse(line)).toMatchObject({
+      err: { type: 'Error', code: 'HPE_X', rawPacket: '[redacted]', message: 'Parse Error: inner' },
+      context: { error: { message: 'inner', rawPacket: '[redacted]' } },
+    });
+  });
+
+  it('leaves a line of plain values as it is (the request line: no copy)', () => {
+    const line = { reqId: 'r-1', method: 'GET', url: '/v1/images/abc', status: 200, ms: 0.4 };
+    expect(scrubLine(line)).toBe(line);
+  });
+
+  it('ends on a cycle through an error', () => {
+    const error = new Error('loop') as Error & { context?: unknown };
+    error.context = { error };
+    expect(lineOf((logger) => logger.error({ err: error }, 'loop'))).toContain('"message":"loop"');
   });
 });
