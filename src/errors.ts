@@ -32,6 +32,9 @@ export const errorStatus = {
   quota_exceeded: 403,
   rate_limited: 429,
   not_configured: 501,
+  // Requests Node's HTTP parser refuses before any route sees them (http/reply.ts).
+  headers_too_large: 431,
+  request_timeout: 408,
   // Never sent (nobody is left to read it): the log line and the metrics of a request whose
   // client closed the connection first. 499 as nginx logs it.
   client_closed: 499,

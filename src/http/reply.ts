@@ -1,5 +1,8 @@
+import { STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError, isAppError } from '../errors.js';
+import { securityHeaders } from './headers.js';
 import { requestState } from './request-state.js';
 
 /**
@@ -69,4 +72,49 @@ export async function sendError(error: unknown, request: FastifyRequest, reply: 
       'content-type': 'application/json; charset=utf-8',
     })
     .send({ error: { code: appError.code, message: appError.publicMessage } });
+}
+
+/** The answer to a request Node's HTTP parser refused (`clientError`): no route or hook ran. */
+export function toClientError(error: { code?: string }): AppError {
+  switch (error.code) {
+    case 'HPE_HEADER_OVERFLOW':
+      return new AppError('headers_too_large', 'The request headers are too large');
+    case 'HPE_CHUNK_EXTENSIONS_OVERFLOW':
+      return new AppError('payload_too_large', 'The request body is too large');
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+      return new AppError('request_timeout', 'The request took too long to arrive');
+    default:
+      return new AppError('invalid_request', 'The request is malformed');
+  }
+}
+
+/**
+ * fastify's `clientErrorHandler`: the error contract (JSON shape, no-store, security headers) for
+ * a request Node's parser refused, written on the socket by hand as there is no reply object.
+ * The connection is closed after it: what is left of the request cannot be parsed. Answers the
+ * error, or undefined when the client is gone already; the caller logs its code, never the
+ * error itself, whose `rawPacket` holds the request's bytes, credentials included.
+ */
+export function sendClientError(error: Error & { code?: string }, socket: Socket): AppError | undefined {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return undefined;
+  const appError = toClientError(error);
+  // As Node does: not while a response on this connection has started, whose bytes ours would
+  // corrupt (a pipelined request refused while the one before it is still being answered).
+  const inFlight = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+  if (socket.writable && !inFlight?.headersSent) {
+    const body = JSON.stringify({ error: { code: appError.code, message: appError.publicMessage } });
+    const headers = {
+      ...securityHeaders,
+      'cache-control': 'no-store',
+      'content-type': 'application/json; charset=utf-8',
+      'content-length': String(Buffer.byteLength(body)),
+      connection: 'close',
+    };
+    const head = Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`);
+    socket.write(
+      `HTTP/1.1 ${appError.status} ${STATUS_CODES[appError.status]}\r\n${head.join('')}\r\n${body}`,
+    );
+  }
+  socket.destroy();
+  return appError;
 }

@@ -26,7 +26,7 @@ import type { Store } from '../store/store.js';
 import { createIdentify } from './authenticate.js';
 import { registerCors } from './cors.js';
 import { securityHeaders } from './headers.js';
-import { sendError } from './reply.js';
+import { sendClientError, sendError } from './reply.js';
 import { markClientClosed, requestState } from './request-state.js';
 import { createCapabilities } from './routes/capabilities.js';
 import { registerClientRoutes } from './routes/client.js';
@@ -102,6 +102,13 @@ export async function buildServer(parts: ServerParts): Promise<FastifyInstance> 
       reply.headers(securityHeaders);
       reply.raw.once('finish', () => recordRequest(request, reply));
       void sendError(error, request, reply);
+    },
+    // A request Node's parser refuses (headers over the size limit, a malformed line) reaches no
+    // hook: by default fastify answers it in its own format, without no-store or our headers,
+    // and logs the error at trace level with the request's raw bytes, credentials and all.
+    clientErrorHandler: (error, socket) => {
+      const answered = sendClientError(error, socket);
+      if (answered) logger.debug({ code: answered.code, reason: error.code }, 'client error');
     },
   });
 

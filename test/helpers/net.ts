@@ -26,9 +26,13 @@ export async function startSilentServer(): Promise<{ url: string; close(): Promi
 
 /**
  * A request written by hand, for what fetch cannot send (two Authorization header lines, which fetch
- * would join into one; an absolute-form target). Answers the status code and the body.
+ * would join into one; an absolute-form target; a request Node's parser refuses). Answers the
+ * status code, the headers (names lower-cased, a repeated one joined with ", ") and the body.
  */
-export function rawRequest(url: string, lines: string[]): Promise<{ status: number; body: string }> {
+export function rawRequest(
+  url: string,
+  lines: string[],
+): Promise<{ status: number; headers: Record<string, string>; body: string }> {
   const { hostname, port } = new URL(url);
   return new Promise((resolve, reject) => {
     const socket = connect(Number(port), hostname, () => {
@@ -42,8 +46,17 @@ export function rawRequest(url: string, lines: string[]): Promise<{ status: numb
     });
     socket.on('error', reject);
     socket.on('close', () => {
-      const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(answer)?.[1] ?? Number.NaN);
-      resolve({ status, body: answer.slice(answer.indexOf('\r\n\r\n') + 4) });
+      const end = answer.indexOf('\r\n\r\n');
+      const [statusLine = '', ...fields] = answer.slice(0, end).split('\r\n');
+      const headers: Record<string, string> = {};
+      for (const field of fields) {
+        const colon = field.indexOf(':');
+        const name = field.slice(0, colon).trim().toLowerCase();
+        const value = field.slice(colon + 1).trim();
+        headers[name] = headers[name] === undefined ? value : `${headers[name]}, ${value}`;
+      }
+      const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(statusLine)?.[1] ?? Number.NaN);
+      resolve({ status, headers, body: answer.slice(end + 4) });
     });
   });
 }

@@ -211,7 +211,7 @@ describe('authentication over HTTP', () => {
         `Authorization: Bearer ${alice}`,
         'Authorization: Bearer not-alice',
       ]);
-      expect(twice).toEqual({
+      expect(twice).toMatchObject({
         status: 400,
         body: JSON.stringify({ error: { code: 'invalid_request', message: TOO_MANY } }),
       });

@@ -1,0 +1,73 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { logText } from '../helpers/logs.js';
+import { rawRequest } from '../helpers/net.js';
+import { startTestServer, type TestServer } from '../helpers/pixgate.js';
+
+/**
+ * Requests Node's HTTP parser refuses before fastify sees them (regression): fastify's default
+ * client error handler answered them in its own JSON shape, without Cache-Control: no-store or
+ * the security headers, and logged the raw request bytes at trace level. They get our error
+ * contract (SPEC §4) like any other refusal. Trace level, so that every line that could carry
+ * the packet is written.
+ */
+
+let server: TestServer;
+let alice: string;
+
+beforeAll(async () => {
+  server = await startTestServer({ dev: true, logLevel: 'trace' });
+  alice = await server.token('alice');
+});
+afterAll(() => server.destroy());
+
+describe('a request the HTTP parser refuses', () => {
+  it.each([
+    [
+      'a header block over the size limit',
+      (token: string) => [
+        `GET /v1/images HTTP/1.1`,
+        `Authorization: Bearer ${token}`,
+        `X-Pad: ${'a'.repeat(20_000)}`,
+      ],
+      431,
+      'headers_too_large',
+      'The request headers are too large',
+    ],
+    [
+      'a malformed header line',
+      (token: string) => [
+        `GET /v1/images?access_token=${token} HTTP/1.1`,
+        `Authorization: Bearer ${alice}`,
+        'Bad Header: x',
+      ],
+      400,
+      'invalid_request',
+      'The request is malformed',
+    ],
+  ])(
+    '%s: our JSON error, no-store, the security headers, and no token in the log',
+    async (_name, lines, status, code, message) => {
+      const token = await server.token('alice');
+      const from = server.logs.length;
+      const answer = await rawRequest(server.url, lines(token));
+      expect(answer.status).toBe(status);
+      expect(answer.headers).toMatchObject({
+        'cache-control': 'no-store',
+        'content-type': expect.stringMatching(/^application\/json/),
+        'referrer-policy': 'no-referrer',
+        'x-content-type-options': 'nosniff',
+        'content-security-policy': "default-src 'none'",
+        connection: 'close',
+      });
+      expect(JSON.parse(answer.body)).toEqual({ error: { code, message } });
+      // The operator sees which refusal it was; the line holds codes only.
+      expect(server.logs.slice(from).map((line) => JSON.parse(line) as unknown)).toContainEqual(
+        expect.objectContaining({ msg: 'client error', code }),
+      );
+      const text = logText(server.logs.slice(from));
+      expect(text).not.toContain(token.split('.')[2]);
+      expect(text).not.toContain(alice.split('.')[2]);
+      expect(text).not.toContain('rawPacket');
+    },
+  );
+});
