@@ -112,15 +112,6 @@ export async function buildServer(parts: ServerParts): Promise<FastifyInstance> 
     },
   });
 
-  await app.register(multipart);
-  await registerCors(app, config.corsOrigins);
-  // Raw uploads: the handler gets the request stream itself and counts the bytes (ingest.ts).
-  app.addContentTypeParser(/^(image\/[\w.+-]+|application\/octet-stream)$/, (_request, payload, done) => {
-    done(null, payload);
-  });
-
-  app.decorateRequest('pixgateState', null);
-
   // Closing waits for open connections. Node closes the idle keep-alive ones itself but not a
   // connection that has never carried a request (a browser's preconnect): one of those would
   // hold a shutdown forever. It holds no work either: dropped when closing starts.
@@ -136,6 +127,8 @@ export async function buildServer(parts: ServerParts): Promise<FastifyInstance> 
   });
 
   // Callback-style hooks: on the cached path an async hook's promise is a measurable share.
+  // Added before any plugin: hooks run in the order they were added, and @fastify/cors answers a
+  // preflight from its own onRequest hook, which would otherwise go out without these headers.
   app.addHook('onRequest', (request, reply, done) => {
     reply.headers(securityHeaders);
     // A client that closes the connection before its response is complete gets no onResponse
@@ -153,6 +146,15 @@ export async function buildServer(parts: ServerParts): Promise<FastifyInstance> 
     }
     done();
   });
+
+  await app.register(multipart);
+  await registerCors(app, config.corsOrigins);
+  // Raw uploads: the handler gets the request stream itself and counts the bytes (ingest.ts).
+  app.addContentTypeParser(/^(image\/[\w.+-]+|application\/octet-stream)$/, (_request, payload, done) => {
+    done(null, payload);
+  });
+
+  app.decorateRequest('pixgateState', null);
 
   app.addHook('onResponse', (request, reply, done) => {
     recordRequest(request, reply);

@@ -43,6 +43,18 @@ describe('a configured origin', () => {
     expect(response.headers.get('vary')).toMatch(/Origin/);
   });
 
+  it('gets the security headers on the preflight too (regression)', async () => {
+    // The plugin answers a preflight in its own onRequest hook: ours, registered after it, never
+    // ran, and the 204 went without Referrer-Policy, nosniff and CSP.
+    for (const origin of [APP, 'https://evil.example']) {
+      const response = await preflight(origin);
+      expect(response.status).toBe(204);
+      expect(response.headers.get('referrer-policy')).toBe('no-referrer');
+      expect(response.headers.get('x-content-type-options')).toBe('nosniff');
+      expect(response.headers.get('content-security-policy')).toBe("default-src 'none'");
+    }
+  });
+
   it('reads an image with its bearer token, Vary: Accept, Origin', async () => {
     const response = await fetch(`${server.url}/v1/images/${id}?w=20`, {
       headers: { origin: APP, authorization: `Bearer ${alice}` },
