@@ -31,7 +31,7 @@ export interface IntrospectionOptions {
   maxCacheSeconds?: number;
   /** How long an inactive answer is remembered. */
   inactiveCacheSeconds?: number;
-  /** Most remembered answers. */
+  /** Most remembered answers; 0 remembers none (PIXGATE_TOKEN_CACHE_SIZE=0), inactive ones included. */
   cacheSize?: number;
   timeoutMs?: number;
   /** Metrics hook, as jwt.ts's: 'inactive', 'audience', 'issuer', 'expired', 'claims', 'introspection_unavailable'. */
@@ -51,7 +51,9 @@ export function createIntrospectionVerifier(options: IntrospectionOptions): Toke
   const inactiveCacheMs = (options.inactiveCacheSeconds ?? 10) * 1000;
   const timeoutMs = options.timeoutMs ?? 5000;
   const authorization = `Basic ${Buffer.from(`${formEncode(options.clientId)}:${formEncode(options.clientSecret)}`).toString('base64')}`;
-  const answers = new LRUCache<string, Remembered>({ max: options.cacheSize ?? 10_000 });
+  const cacheSize = options.cacheSize ?? 10_000;
+  // lru-cache refuses a max of 0; no cache then, as withTokenCache does for JWTs.
+  const answers = cacheSize > 0 ? new LRUCache<string, Remembered>({ max: cacheSize }) : undefined;
   const pending = new Map<string, Promise<Principal>>();
 
   async function ask(token: string): Promise<Record<string, unknown>> {
@@ -119,11 +121,11 @@ export function createIntrospectionVerifier(options: IntrospectionOptions): Toke
     const now = clock.now();
     try {
       const principal = judge(claims, now);
-      answers.set(key, { principal, until: Math.min(principal.expiresAt * 1000, now + maxCacheMs) });
+      answers?.set(key, { principal, until: Math.min(principal.expiresAt * 1000, now + maxCacheMs) });
       return principal;
     } catch (error) {
       if (!(error instanceof TokenRejection)) throw error;
-      answers.set(key, { until: now + inactiveCacheMs });
+      answers?.set(key, { until: now + inactiveCacheMs });
       onFailure?.(error.reason);
       throw invalidToken(`${error.reason}: ${error.message}`);
     }
@@ -133,14 +135,14 @@ export function createIntrospectionVerifier(options: IntrospectionOptions): Toke
     verify(token) {
       // Cache keys are digests: a heap dump must not turn up live tokens.
       const key = hash('sha256', token, 'base64url');
-      const hit = answers.get(key);
+      const hit = answers?.get(key);
       if (hit) {
         if (clock.now() < hit.until) {
           return 'principal' in hit
             ? Promise.resolve(hit.principal)
             : Promise.reject(invalidToken('inactive (remembered)'));
         }
-        answers.delete(key);
+        answers?.delete(key);
       }
       const inFlight = pending.get(key);
       if (inFlight) return inFlight;

@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createIntrospectionVerifier } from '../../../src/auth/introspection.js';
 import { AppError } from '../../../src/errors.js';
+import { startTestServer } from '../../helpers/pixgate.js';
 
 /**
  * Edge cases of RFC 7662 answers that a real authorization server will not produce on demand:
@@ -173,5 +174,37 @@ describe('introspection answers', () => {
     expect(error.publicMessage).not.toContain('s3cr');
     active();
     await expect(v.verify('t')).resolves.toMatchObject({ subject: 'alice' });
+  });
+});
+
+describe('PIXGATE_TOKEN_CACHE_SIZE=0, documented as no token cache (regression)', () => {
+  // main.ts passed the 0 on as the size of the introspection answers' LRU, which refuses a max
+  // of 0: the server did not start at all once introspection was configured.
+  it('starts with introspection configured, and asks about the token on every request', async () => {
+    const pixgate = await startTestServer(
+      {
+        issuer: 'https://login.test',
+        audience: 'https://pixgate.test',
+        // Never fetched: an opaque token goes to introspection only.
+        jwksUrl: url.replace('/introspect', '/jwks'),
+        introspectionUrl: url,
+        introspectionClientId: 'pixgate',
+        introspectionClientSecret: 'secret',
+        tokenCacheSize: 0,
+      },
+      { clock: { now: () => now } },
+    );
+    try {
+      active();
+      for (let i = 0; i < 3; i++) {
+        const response = await fetch(`${pixgate.url}/v1/images`, {
+          headers: { authorization: 'Bearer opaque-token-0123456789' },
+        });
+        expect(response.status, await response.text()).toBe(200);
+      }
+      expect(requests).toHaveLength(3);
+    } finally {
+      await pixgate.destroy();
+    }
   });
 });
