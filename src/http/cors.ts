@@ -14,7 +14,16 @@ export async function registerCors(app: FastifyInstance, origins: readonly strin
     credentials: false,
     methods: ['GET', 'HEAD', 'POST', 'PATCH', 'DELETE'],
     allowedHeaders: ['Authorization', 'Content-Type', 'Accept', 'If-None-Match'],
-    exposedHeaders: ['ETag', 'Location', 'Pixgate-Clamped', 'Retry-After', 'WWW-Authenticate'],
+    // RateLimit and RateLimit-Policy: sent with a 429 (limits.ts), so a worker can back off.
+    exposedHeaders: [
+      'ETag',
+      'Location',
+      'Pixgate-Clamped',
+      'Retry-After',
+      'RateLimit',
+      'RateLimit-Policy',
+      'WWW-Authenticate',
+    ],
     maxAge: 600,
     // Not strict: the plugin would answer a preflight without Access-Control-Request-Method with
     // its own text/plain 400, outside our error format; answered like any preflight instead.

@@ -85,6 +85,24 @@ describe('any other origin', () => {
   });
 });
 
+it("lets the page read a 429's RateLimit fields, as it reads Retry-After", async () => {
+  // A service worker backing off needs the window (SPEC §6), not only the status.
+  const limited = await startTestServer({ dev: true, corsOrigins: APP, rateLimit: 1 });
+  try {
+    const ask = () => fetch(`${limited.url}/v1/images/${id}?w=20`, { headers: { origin: APP } });
+    await (await ask()).arrayBuffer();
+    const response = await ask();
+    expect(response.status).toBe(429);
+    const exposed = (response.headers.get('access-control-expose-headers') ?? '').split(/,\s*/);
+    for (const name of ['Retry-After', 'RateLimit', 'RateLimit-Policy']) {
+      expect(response.headers.get(name), name).not.toBeNull();
+      expect(exposed).toContain(name);
+    }
+  } finally {
+    await limited.destroy();
+  }
+});
+
 it('without PIXGATE_CORS_ORIGINS there is no CORS at all', async () => {
   const plain = await startTestServer({ dev: true });
   try {
