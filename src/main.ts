@@ -76,7 +76,6 @@ export async function openStorage(config: Config, clock: Clock = systemClock): P
     maxInputPixels: config.maxInputPixels,
     now: () => clock.now(),
   });
-  await ingest.sweepTempFiles();
   return { store, origin, ingest, close: () => store.close() };
 }
 
@@ -118,6 +117,8 @@ export async function startPixgate(config: Config, options: StartOptions = {}): 
   }
 
   const storage = await openStorage(config, clock);
+  // At server start, not in openStorage: every tool opens storage, often while a server runs.
+  await storage.ingest.sweepTempFiles();
   const cache: VariantCache = await openCache(config, logger, (layer, hit) =>
     metrics.cacheLookups.inc({ layer, result: hit ? 'hit' : 'miss' }),
   );

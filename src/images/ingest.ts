@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { mkdir, readdir, rm } from 'node:fs/promises';
+import { mkdir, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline as pipe } from 'node:stream/promises';
@@ -38,6 +38,13 @@ export interface NewImage {
 
 export const tooLarge = (maxBytes: number) =>
   new AppError('payload_too_large', `The image is larger than the limit of ${maxBytes} bytes`);
+
+/**
+ * A temp file nobody has written to for this long was left by a crash. An upload still arriving
+ * writes with every chunk, so its mtime stays fresh; judging and moving a received file takes
+ * seconds, not an hour.
+ */
+const STALE_TEMP_MS = 60 * 60 * 1000;
 
 /** Uploads are sharded by the first two characters of the id, so no directory grows huge. */
 export const uploadKey = (id: string) => `${id.slice(0, 2)}/${id}`;
@@ -166,7 +173,11 @@ export function createIngest(options: IngestOptions) {
     async fromStream(source: Readable, image: NewImage): Promise<ImageRecord> {
       return keep(await receive(source), image);
     },
-    /** Removes temp files left by a crash (at start-up, before serving). */
+    /**
+     * Removes temp files left by a crash: at server start only, and only stale ones, since
+     * another process on the same data dir (a running server, `pixgate import`) may be writing
+     * its own right now.
+     */
     async sweepTempFiles(): Promise<void> {
       let names: string[];
       try {
@@ -174,10 +185,17 @@ export function createIngest(options: IngestOptions) {
       } catch {
         return;
       }
+      // The wall clock, not the injected one: mtimes are wall-clock times.
+      const staleBefore = Date.now() - STALE_TEMP_MS;
       await Promise.all(
         names
           .filter((name) => name.startsWith('upload-'))
-          .map((name) => rm(join(tempDir, name), { force: true })),
+          .map(async (name) => {
+            const path = join(tempDir, name);
+            const modified = (await stat(path).catch(() => undefined))?.mtimeMs;
+            // Gone meanwhile: its upload finished and moved it.
+            if (modified !== undefined && modified < staleBefore) await rm(path, { force: true });
+          }),
       );
     },
   };

@@ -1,8 +1,10 @@
-import { readdir } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, utimes, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openStorage } from '../../src/main.js';
 import { eventually } from '../helpers/eventually.js';
 import { photoWithGps, pngBomb, synth } from '../helpers/images.js';
 import { startTestServer, type TestServer } from '../helpers/pixgate.js';
@@ -168,6 +170,63 @@ describe('refused uploads keep nothing', () => {
     });
     // The server notices the aborted body and removes the temp file.
     await eventually(expectNothingKept);
+  });
+});
+
+describe('temp files', () => {
+  // Regression: every tool that opened the data dir (`pixgate sign`, `import`, `register`) swept
+  // tmp/, deleting the temp file of an upload the running server was still receiving (a 500).
+  it('an upload in progress survives a tool opening the same data dir meanwhile', async () => {
+    const photo = await photoWithGps(300, 300);
+    let sender!: ReadableStreamDefaultController<Uint8Array>;
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        sender = controller;
+      },
+    });
+    const answer = fetch(`${server.url}/v1/images`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'image/jpeg' },
+      body,
+      duplex: 'half',
+    } as RequestInit);
+    sender.enqueue(photo.subarray(0, 1000));
+    await eventually(async () => {
+      expect((await readdir(join(server.dataDir, 'tmp'))).some((name) => name.startsWith('upload-'))).toBe(
+        true,
+      );
+    });
+
+    const tool = await openStorage(server.config);
+    await tool.close();
+
+    sender.enqueue(photo.subarray(1000));
+    sender.close();
+    const response = await answer;
+    expect(response.status).toBe(201);
+    const { id } = (await response.json()) as { id: string };
+    await fetch(`${server.url}/v1/images/${id}`, {
+      method: 'DELETE',
+      headers: { authorization: `Bearer ${token}` },
+    });
+  });
+
+  it('server start removes only temp files a crash left: untouched for over an hour', async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'pixgate-test-'));
+    const tmp = join(dataDir, 'tmp');
+    await mkdir(tmp);
+    for (const name of ['upload-stale', 'upload-fresh', 'upload-recent']) {
+      await writeFile(join(tmp, name), 'partial upload');
+    }
+    const ago = (seconds: number) => new Date(Date.now() - seconds * 1000);
+    await utimes(join(tmp, 'upload-stale'), ago(61 * 60), ago(61 * 60));
+    await utimes(join(tmp, 'upload-recent'), ago(59 * 60), ago(59 * 60));
+    const started = await startTestServer({ dev: true }, { dataDir });
+    try {
+      expect((await readdir(tmp)).sort()).toEqual(['upload-fresh', 'upload-recent']);
+    } finally {
+      await started.destroy();
+    }
   });
 });
 
