@@ -46,10 +46,14 @@ export async function runImport(context: CommandContext): Promise<number> {
     for (const file of files) {
       const name = relative(root, file);
       bar.update({ file: name });
+      const stream = createReadStream(file);
       try {
-        await storage.ingest.fromStream(createReadStream(file), { owner: own.owner as string, visibility });
+        await storage.ingest.fromStream(stream, { owner: own.owner as string, visibility });
         imported++;
-      } catch (error) {
+      } catch (thrown) {
+        // A file that could not be read is an I/O failure, whatever ingest made of it (to
+        // ingest a source that broke off is a client that went away: a 4xx).
+        const error = stream.errored ?? thrown;
         const reason = isAppError(error) && error.status < 500 ? error.publicMessage : undefined;
         if (reason === undefined) failed++;
         const key = reason ?? `failed: ${(error as Error).message}`;

@@ -46,6 +46,8 @@ export const tooLarge = (maxBytes: number) =>
  */
 const STALE_TEMP_MS = 60 * 60 * 1000;
 
+const ignore = () => {};
+
 /** Uploads are sharded by the first two characters of the id, so no directory grows huge. */
 export const uploadKey = (id: string) => `${id.slice(0, 2)}/${id}`;
 
@@ -59,6 +61,10 @@ export function createIngest(options: IngestOptions) {
 
   /** Streams into a temp file, refusing beyond the cap; returns its path and SHA-256. */
   async function receive(source: Readable): Promise<{ path: string; sha256: string; bytes: number }> {
+    // Listened to before the first await: a source that fails meanwhile (a file `pixgate import`
+    // cannot open) would otherwise be an 'error' event nobody hears, which ends the process. The
+    // stream keeps the error, and the pipeline below still fails with it.
+    source.on('error', ignore);
     const path = await tempPath();
     const hash = createHash('sha256');
     let bytes = 0;

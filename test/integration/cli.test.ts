@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { chown, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -28,11 +28,28 @@ interface Exit {
   readonly stderr: string;
 }
 
-function spawnCli(args: readonly string[], env: Record<string, string> = {}): ChildProcess {
+/** Who the child runs as: this process's user unless a test asks for `unprivileged`. */
+type RunAs = { readonly uid?: number; readonly gid?: number };
+
+/**
+ * Root reads a file whatever its mode, so a test that needs an unreadable file runs the command
+ * as nobody (65534), as a user would; its files must then belong to nobody too.
+ */
+const unprivileged: RunAs = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {};
+
+/** Gives paths to the `unprivileged` user (nothing to do when the tests do not run as root). */
+async function handOver(...paths: string[]): Promise<void> {
+  const { uid, gid } = unprivileged;
+  if (uid === undefined || gid === undefined) return;
+  for (const path of paths) await chown(path, uid, gid);
+}
+
+function spawnCli(args: readonly string[], env: Record<string, string> = {}, as: RunAs = {}): ChildProcess {
   return spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
     cwd: REPO,
     env: { ...BASE_ENV, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    ...as,
   });
 }
 
@@ -56,7 +73,8 @@ function collect(child: ChildProcess): () => { stdout: string; stderr: string } 
   return () => ({ stdout, stderr });
 }
 
-const run = (args: readonly string[], env: Record<string, string> = {}) => exited(spawnCli(args, env));
+const run = (args: readonly string[], env: Record<string, string> = {}, as: RunAs = {}) =>
+  exited(spawnCli(args, env, as));
 
 interface Running {
   readonly url: string;
@@ -364,6 +382,41 @@ describe('import', () => {
       ]);
     } finally {
       await server.close();
+    }
+  });
+});
+
+describe('import failures', () => {
+  // Regression: the file's read stream was opened before ingest listened to it, so a file that
+  // could not be opened was an uncaught 'error' event: the process died without a summary.
+  it('a file that cannot be read is a failure in the summary and exit code 1, not a crash', async () => {
+    const home = await mkdtemp(join(tmpdir(), 'pixgate-cli-unreadable-'));
+    try {
+      const source = join(home, 'photos');
+      const dataDir = join(home, 'data');
+      await mkdir(source, { recursive: true });
+      await mkdir(dataDir);
+      const png = await sharp({ create: { width: 8, height: 8, channels: 3, background: '#369' } })
+        .png()
+        .toBuffer();
+      await writeFile(join(source, 'good.png'), png);
+      await writeFile(join(source, 'locked.png'), png, { mode: 0o000 });
+      await handOver(home, source, dataDir, join(source, 'good.png'), join(source, 'locked.png'));
+
+      const exit = await run(
+        ['import', source, '--owner', 'alice'],
+        { PIXGATE_DATA_DIR: dataDir },
+        unprivileged,
+      );
+      expect(exit.stderr).not.toContain("Unhandled 'error' event");
+      expect(exit.code).toBe(1);
+      expect(exit.stdout.split('\n')[0]).toBe('Imported 1 of 2 files for alice.');
+      expect([...skippedByReason(exit.stdout)]).toEqual([
+        [`failed: EACCES: permission denied, open '${join(source, 'locked.png')}'`, ['locked.png']],
+      ]);
+      expect(await readdir(join(dataDir, 'tmp'))).toEqual([]);
+    } finally {
+      await rm(home, { recursive: true, force: true });
     }
   });
 });
