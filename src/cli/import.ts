@@ -58,6 +58,10 @@ export async function runImport(context: CommandContext): Promise<number> {
         if (reason === undefined) failed++;
         const key = reason ?? `failed: ${(error as Error).message}`;
         skipped.set(key, [...(skipped.get(key) ?? []), name]);
+      } finally {
+        // Ingest may stop before reading it (its temp file could not be made): the file stays
+        // open until the stream is destroyed.
+        stream.destroy();
       }
       bar.increment();
     }

@@ -1,9 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
-import { mkdir, readdir, rm, stat } from 'node:fs/promises';
+import { type FileHandle, mkdir, open, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { pipeline as pipe } from 'node:stream/promises';
 import { AppError } from '../errors.js';
 import { writeError } from '../origins/file.js';
 import { checkOriginKey } from '../origins/key.js';
@@ -48,45 +46,52 @@ const STALE_TEMP_MS = 60 * 60 * 1000;
 
 const ignore = () => {};
 
+/** A step on our side of an upload (the temp file): its failure is ours, never the client's. */
+const ours = <T>(step: Promise<T>): Promise<T> =>
+  step.catch((error: unknown) => {
+    throw writeError(error, 'temp file');
+  });
+
 /** Uploads are sharded by the first two characters of the id, so no directory grows huge. */
 export const uploadKey = (id: string) => `${id.slice(0, 2)}/${id}`;
 
 export function createIngest(options: IngestOptions) {
   const { store, origin, tempDir } = options;
 
-  async function tempPath(): Promise<string> {
-    await mkdir(tempDir, { recursive: true });
-    return join(tempDir, `upload-${randomBytes(12).toString('hex')}`);
-  }
-
-  /** Streams into a temp file, refusing beyond the cap; returns its path and SHA-256. */
+  /**
+   * Streams into a temp file, refusing beyond the cap; returns its path and SHA-256. A failure
+   * is told by its side: reading the source is the client's (it went away or sent a broken
+   * body: 400), making and writing the temp file is ours (507 when the disk is full, otherwise
+   * a 500 with the cause in the log). Hence a loop with each side's step in sight, not a
+   * pipeline, which hands the first error of either side to both.
+   */
   async function receive(source: Readable): Promise<{ path: string; sha256: string; bytes: number }> {
     // Listened to before the first await: a source that fails meanwhile (a file `pixgate import`
     // cannot open) would otherwise be an 'error' event nobody hears, which ends the process. The
-    // stream keeps the error, and the pipeline below still fails with it.
+    // stream keeps the error, and the loop below still fails with it.
     source.on('error', ignore);
-    const path = await tempPath();
+    const path = join(tempDir, `upload-${randomBytes(12).toString('hex')}`);
     const hash = createHash('sha256');
     let bytes = 0;
+    let file: FileHandle | undefined;
     try {
-      await pipe(
-        source,
-        async function* (chunks: AsyncIterable<Buffer>) {
-          for await (const chunk of chunks) {
-            bytes += chunk.length;
-            if (bytes > options.maxUploadBytes) throw tooLarge(options.maxUploadBytes);
-            hash.update(chunk);
-            yield chunk;
-          }
-        },
-        createWriteStream(path, { flags: 'wx', mode: 0o600 }),
-      );
+      await ours(mkdir(tempDir, { recursive: true }));
+      file = await ours(open(path, 'wx', 0o600));
+      for await (const chunk of source as AsyncIterable<Buffer>) {
+        bytes += chunk.length;
+        if (bytes > options.maxUploadBytes) throw tooLarge(options.maxUploadBytes);
+        hash.update(chunk);
+        // writeFile: the whole chunk at the current position, however many writes that takes.
+        await ours(file.writeFile(chunk));
+      }
+      await ours(file.close());
     } catch (error) {
+      // Closing again is a no-op for a handle already closed.
+      await file?.close().catch(ignore);
       await rm(path, { force: true });
       if (error instanceof AppError) throw error;
+      // Anything else came from reading the source: nothing was kept.
       const code = (error as NodeJS.ErrnoException).code;
-      if (code === 'ENOSPC' || code === 'EDQUOT') throw writeError(error);
-      // The client went away or sent a broken body: nothing was kept.
       throw new AppError('invalid_request', 'The upload was interrupted', { detail: code, cause: error });
     }
     if (bytes === 0) {

@@ -126,13 +126,14 @@ function readError(error: unknown, key: string): AppError {
   });
 }
 
-export function writeError(error: unknown): AppError {
+/** A failed write of ours: a full disk is 507, anything else a 500 whose log names `where`. */
+export function writeError(error: unknown, where = 'file origin'): AppError {
   const code = (error as NodeJS.ErrnoException).code;
   if (code === 'ENOSPC' || code === 'EDQUOT') {
     return new AppError('insufficient_storage', 'No space left to store the image', { cause: error });
   }
   return new AppError('internal', 'The image could not be stored', {
-    detail: `file origin: ${code}`,
+    detail: `${where}: ${code}`,
     cause: error,
   });
 }

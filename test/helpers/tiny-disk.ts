@@ -45,3 +45,21 @@ export async function mountTinyDisk(bytes: number): Promise<TinyDisk> {
     },
   };
 }
+
+/**
+ * An empty read-only tmpfs mounted over `dir` (which must exist): creating a file under it fails
+ * for real with EROFS, as root too (where chmod would not stop a write). Needs root, like
+ * mountTinyDisk.
+ */
+export async function mountReadOnly(dir: string): Promise<{ unmount(): Promise<void> }> {
+  try {
+    await run('mount', ['-t', 'tmpfs', '-o', 'ro,size=64k', 'tmpfs', dir]);
+  } catch (error) {
+    throw new Error(`read-only tests mount a tmpfs and need root: ${(error as Error).message}`);
+  }
+  return {
+    async unmount() {
+      await run('umount', [dir]);
+    },
+  };
+}

@@ -9,6 +9,7 @@ import { createLocalJWKSet, decodeJwt, type JSONWebKeySet, jwtVerify } from 'jos
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestServer, type TestServer } from '../helpers/pixgate.js';
+import { mountReadOnly } from '../helpers/tiny-disk.js';
 
 /**
  * The real command line (README "Command line"), spawned as a child process the way a user runs
@@ -417,6 +418,28 @@ describe('import failures', () => {
       expect(await readdir(join(dataDir, 'tmp'))).toEqual([]);
     } finally {
       await rm(home, { recursive: true, force: true });
+    }
+  });
+
+  it('a temp file that cannot be written is a failure and exit code 1, not a skipped file', async () => {
+    const source = join(scratch, 'read-only-tmp-photos');
+    const dataDir = join(scratch, 'read-only-tmp-data');
+    await mkdir(source, { recursive: true });
+    await mkdir(join(dataDir, 'tmp'), { recursive: true });
+    const png = await sharp({ create: { width: 8, height: 8, channels: 3, background: '#369' } })
+      .png()
+      .toBuffer();
+    await writeFile(join(source, 'photo.png'), png);
+    const readOnly = await mountReadOnly(join(dataDir, 'tmp'));
+    try {
+      const exit = await run(['import', source, '--owner', 'alice'], { PIXGATE_DATA_DIR: dataDir });
+      expect(exit.code).toBe(1);
+      expect(exit.stdout.split('\n')[0]).toBe('Imported 0 of 1 files for alice.');
+      expect([...skippedByReason(exit.stdout)]).toEqual([
+        ['failed: The image could not be stored (temp file: EROFS)', ['photo.png']],
+      ]);
+    } finally {
+      await readOnly.unmount();
     }
   });
 });

@@ -8,7 +8,7 @@ import { openStorage } from '../../src/main.js';
 import { eventually } from '../helpers/eventually.js';
 import { photoWithGps, pngBomb, synth } from '../helpers/images.js';
 import { startTestServer, type TestServer } from '../helpers/pixgate.js';
-import { mountTinyDisk } from '../helpers/tiny-disk.js';
+import { mountReadOnly, mountTinyDisk } from '../helpers/tiny-disk.js';
 
 /**
  * Every refused upload (SPEC §6): a precise status and JSON error, and nothing kept: no original,
@@ -267,6 +267,49 @@ describe('disk full', () => {
     } finally {
       await full?.close();
       await disk.unmount();
+    }
+  });
+});
+
+describe('temp dir not writable', () => {
+  // Regression: any failure but ENOSPC/EDQUOT while writing OUR temp file was answered as the
+  // client's fault, 400 "The upload was interrupted".
+  it('500 internal for a raw or multipart upload, with the cause in the log, and nothing kept', async () => {
+    const broken = await startTestServer({ dev: true });
+    const tmp = join(broken.dataDir, 'tmp');
+    await mkdir(tmp, { recursive: true });
+    const readOnly = await mountReadOnly(tmp);
+    try {
+      const owner = await broken.token('erin');
+      const photo = (await synth('png', 40, 30)).body;
+      const form = new FormData();
+      form.append('file', new Blob([photo]), 'photo.png');
+      for (const [body, type] of [
+        [photo, 'image/png'],
+        [form, undefined],
+      ] as const) {
+        const response = await fetch(`${broken.url}/v1/images`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${owner}`, ...(type ? { 'content-type': type } : {}) },
+          body,
+        });
+        expect(response.status).toBe(500);
+        expect(response.headers.get('cache-control')).toBe('no-store');
+        expect(await response.json()).toEqual({
+          error: { code: 'internal', message: 'The image could not be stored' },
+        });
+      }
+      const failures = broken.logs.filter((line) => line.includes('"msg":"request failed"'));
+      expect(failures).toHaveLength(2);
+      for (const line of failures) expect(line).toContain('temp file: EROFS');
+
+      expect(await readdir(tmp)).toEqual([]);
+      expect(await readdir(join(broken.dataDir, 'originals')).catch(() => [])).toEqual([]);
+      const list = await fetch(`${broken.url}/v1/images`, { headers: { authorization: `Bearer ${owner}` } });
+      expect(((await list.json()) as { items: unknown[] }).items).toEqual([]);
+    } finally {
+      await readOnly.unmount();
+      await broken.destroy();
     }
   });
 });
