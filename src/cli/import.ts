@@ -10,8 +10,9 @@ import { type CommandContext, UsageError } from './args.js';
 /**
  * `pixgate import DIR --owner SUB [--visibility V]`: copies every file under DIR in, exactly as
  * an upload would (same size cap, content sniffing, pixel limit, atomic store), and ends with a
- * summary of what was skipped and why. Exit code 1 when a file failed for a reason other than
- * its content (an I/O error), 0 otherwise.
+ * summary of what was skipped and why. A symbolic link to a file is imported like the file; one
+ * that leads nowhere or to a directory is skipped (linkProblem). Exit code 1 when a file failed
+ * for a reason other than its content (an I/O error), 0 otherwise.
  */
 export async function runImport(context: CommandContext): Promise<number> {
   const { config, own } = context.config('tool', ['owner', 'visibility']);
@@ -28,13 +29,26 @@ export async function runImport(context: CommandContext): Promise<number> {
   const root = dir as string;
   if (!(await stat(root).catch(() => undefined))?.isDirectory())
     throw new UsageError([`${root}: not a directory`]);
-  const files = (await readdir(root, { recursive: true, withFileTypes: true }))
-    .filter((entry) => entry.isFile())
-    .map((entry) => join(entry.parentPath, entry.name))
-    .sort();
+  const skipped = new Map<string, string[]>();
+  const skip = (reason: string, name: string) => skipped.set(reason, [...(skipped.get(reason) ?? []), name]);
+  const files: string[] = [];
+  let linksLeftOut = 0;
+  const entries = (await readdir(root, { recursive: true, withFileTypes: true }))
+    .map((entry) => ({ entry, path: join(entry.parentPath, entry.name) }))
+    .sort((a, b) => (a.path < b.path ? -1 : 1));
+  for (const { entry, path } of entries) {
+    if (entry.isFile()) files.push(path);
+    else if (entry.isSymbolicLink()) {
+      const problem = await linkProblem(path);
+      if (problem === undefined) files.push(path);
+      else {
+        linksLeftOut++;
+        skip(problem, relative(root, path));
+      }
+    }
+  }
 
   const storage = await openStorage(config);
-  const skipped = new Map<string, string[]>();
   let imported = 0;
   let failed = 0;
   const bar = new cliProgress.SingleBar(
@@ -56,8 +70,7 @@ export async function runImport(context: CommandContext): Promise<number> {
         const error = stream.errored ?? thrown;
         const reason = isAppError(error) && error.status < 500 ? error.publicMessage : undefined;
         if (reason === undefined) failed++;
-        const key = reason ?? `failed: ${(error as Error).message}`;
-        skipped.set(key, [...(skipped.get(key) ?? []), name]);
+        skip(reason ?? `failed: ${(error as Error).message}`, name);
       } finally {
         // Ingest may stop before reading it (its temp file could not be made): the file stays
         // open until the stream is destroyed.
@@ -70,11 +83,31 @@ export async function runImport(context: CommandContext): Promise<number> {
     await storage.close();
   }
 
-  process.stdout.write(`Imported ${imported} of ${files.length} files for ${own.owner}.\n`);
+  process.stdout.write(`Imported ${imported} of ${files.length + linksLeftOut} files for ${own.owner}.\n`);
   for (const [reason, names] of skipped) {
     process.stdout.write(`Skipped ${names.length}: ${reason}\n`);
     for (const name of names.slice(0, 20)) process.stdout.write(`  ${name}\n`);
     if (names.length > 20) process.stdout.write(`  ... and ${names.length - 20} more\n`);
   }
   return failed > 0 ? 1 : 0;
+}
+
+/**
+ * Why a symbolic link is left out, or undefined to import the file it points to. A link to a
+ * directory is not followed: a link back up the tree would make the walk endless. Any other
+ * failure to look (EACCES) is left to the read, which reports it as a failed file.
+ */
+async function linkProblem(path: string): Promise<string | undefined> {
+  try {
+    const target = await stat(path);
+    if (target.isFile()) return undefined;
+    return target.isDirectory()
+      ? 'a link to a directory (not followed: links can loop)'
+      : 'a link to something other than a file';
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return 'a link to nothing (dangling)';
+    if (code === 'ELOOP') return 'a link that loops';
+    return undefined;
+  }
 }

@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { chown, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { chown, mkdir, mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -384,6 +384,39 @@ describe('import', () => {
     } finally {
       await server.close();
     }
+  });
+});
+
+describe('import of symbolic links', () => {
+  // Regression: Dirent.isFile() is false for a link, so linked files were left out of both the
+  // import and the count, without a word.
+  it('imports a link to a file; skips a dangling link and a link to a directory, saying why', async () => {
+    const outside = join(scratch, 'links-elsewhere');
+    const source = join(scratch, 'links-photos');
+    const dataDir = join(scratch, 'links-data');
+    await mkdir(join(outside, 'album'), { recursive: true });
+    await mkdir(join(source, 'trip'), { recursive: true });
+    const png = await sharp({ create: { width: 8, height: 6, channels: 3, background: '#369' } })
+      .png()
+      .toBuffer();
+    await writeFile(join(source, 'own.png'), png);
+    await writeFile(join(outside, 'linked.png'), png);
+    await writeFile(join(outside, 'album', 'inside.png'), png);
+    await symlink(join(outside, 'linked.png'), join(source, 'trip', 'linked.png'));
+    await symlink(join(outside, 'gone.png'), join(source, 'dangling.png'));
+    await symlink(join(outside, 'album'), join(source, 'album'));
+    // A link to its own parent: followed, the walk would never end.
+    await symlink('..', join(source, 'trip', 'up'));
+
+    const exit = await run(['import', source, '--owner', 'alice'], { PIXGATE_DATA_DIR: dataDir });
+    expect(exit.code).toBe(0);
+    expect(exit.stdout.split('\n')[0]).toBe('Imported 2 of 5 files for alice.');
+    expect(skippedByReason(exit.stdout)).toEqual(
+      new Map([
+        ['a link to nothing (dangling)', ['dangling.png']],
+        ['a link to a directory (not followed: links can loop)', ['album', join('trip', 'up')]],
+      ]),
+    );
   });
 });
 
