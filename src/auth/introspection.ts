@@ -11,9 +11,9 @@
  * - The server down, slow, or answering nonsense: 503 `unavailable`, never remembered, never a
  *   guess (SPEC §4, fail closed). JWTs do not pass through here and keep working.
  */
-import { hash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import type { Clock } from '../clock.js';
+import { sha256 } from '../digest.js';
 import { AppError } from '../errors.js';
 import type { Principal } from './principal.js';
 import { invalidToken, principalFromClaims, TokenRejection, type TokenVerifier } from './token-verifier.js';
@@ -134,7 +134,7 @@ export function createIntrospectionVerifier(options: IntrospectionOptions): Toke
   return {
     verify(token) {
       // Cache keys are digests: a heap dump must not turn up live tokens.
-      const key = hash('sha256', token, 'base64url');
+      const key = sha256(token);
       const hit = answers?.get(key);
       if (hit) {
         if (clock.now() < hit.until) {

@@ -3,9 +3,9 @@
  * mapping, and the cache of verified tokens. JWT verification (jwt.ts) is the first verifier;
  * RFC 7662 introspection of opaque tokens is meant to be the second, behind the same interface.
  */
-import { hash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import type { Clock } from '../clock.js';
+import { sha256 } from '../digest.js';
 import { AppError, messages } from '../errors.js';
 import { bearerChallenge } from './credentials.js';
 import type { Principal } from './principal.js';
@@ -89,7 +89,7 @@ export function principalFromClaims(claims: Readonly<Record<string, unknown>>): 
 }
 
 /** Cache keys are digests: a heap dump or a debugger must not turn up live tokens. */
-const tokenDigest = (token: string) => hash('sha256', token, 'base64url');
+const tokenDigest = (token: string) => sha256(token);
 
 export interface TokenCacheOptions {
   /** Most remembered tokens; 0 disables the cache. */

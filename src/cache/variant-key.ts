@@ -1,4 +1,4 @@
-import { hash } from 'node:crypto';
+import { sha256 } from '../digest.js';
 import type { VariantKey } from './variant-cache.js';
 
 /** Image ids are server-made base64url (SPEC §1); cache layers build paths and keys from them. */
@@ -29,7 +29,7 @@ export function variantKey(
     encoding += `${Buffer.byteLength(field, 'utf8')}:${field}\n`;
   }
   // One-shot hash of the whole encoding: computed on every image request.
-  return { imageId: image.id, hash: hash('sha256', encoding, 'base64url') };
+  return { imageId: image.id, hash: sha256(encoding) };
 }
 
 /** The strong ETag of a variant (SPEC §4): its hash, which already names id, version and format. */

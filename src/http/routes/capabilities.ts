@@ -1,10 +1,11 @@
-import { hash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { Principal } from '../../auth/principal.js';
 import { invalidSignature, type SignedUrls } from '../../auth/signed-url.js';
 import type { Clock } from '../../clock.js';
 import type { Config } from '../../config/schema.js';
+import { sha256 } from '../../digest.js';
 import { AppError, isAppError, messages } from '../../errors.js';
 import { clampTransform, predictOutputSize } from '../../images/output-size.js';
 import { defaultTransform, parseTransform, transformToQuery } from '../../images/transform.js';
@@ -80,7 +81,7 @@ function parseBody<T>(schema: z.ZodType<T>, body: unknown, what: string): T {
 
 /** Share-link tokens: 256 random bits, base64url (43 characters). */
 const LINK_TOKEN = /^[A-Za-z0-9_-]{43}$/;
-const tokenHash = (token: string) => hash('sha256', token, 'base64url');
+const tokenHash = (token: string) => sha256(token);
 const noSuchLink = (detail: string) => new AppError('not_found', messages.noSuchLink, { detail });
 
 /**
