@@ -74,6 +74,7 @@ export async function openStorage(config: Config, clock: Clock = systemClock): P
     tempDir: join(config.dataDir, 'tmp'),
     maxUploadBytes: config.maxUploadBytes,
     maxInputPixels: config.maxInputPixels,
+    maxFrames: config.maxFrames,
     now: () => clock.now(),
   });
   return { store, origin, ingest, close: () => store.close() };

@@ -24,6 +24,8 @@ export interface IngestOptions {
   readonly tempDir: string;
   readonly maxUploadBytes: number;
   readonly maxInputPixels: number;
+  /** The most frames an animated render decodes: the upload decodes them all once. */
+  readonly maxFrames: number;
   readonly now: () => number;
 }
 
@@ -109,7 +111,7 @@ export function createIngest(options: IngestOptions) {
     let facts: Awaited<ReturnType<typeof inspectImage>>;
     try {
       await image.beforeStore?.(received.bytes);
-      facts = await inspectImage(received.path, { maxInputPixels: options.maxInputPixels });
+      facts = await inspectImage(received.path, options);
     } catch (error) {
       await rm(received.path, { force: true });
       throw error;
@@ -155,7 +157,7 @@ export function createIngest(options: IngestOptions) {
       let sha256: string;
       const bytes = original.body.length;
       try {
-        facts = await inspectBytes(original.body, { maxInputPixels: options.maxInputPixels });
+        facts = await inspectBytes(original.body, options);
         sha256 = createHash('sha256').update(original.body).digest('base64url');
       } finally {
         original.release?.();

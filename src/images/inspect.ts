@@ -9,22 +9,29 @@ import { contentTypes, type ImageFacts } from './types.js';
  * What an upload is, learned from its bytes alone (SPEC §6): the Content-Type header is
  * ignored. libvips sniffs the format; only an allowlist is accepted (415 otherwise); the pixel
  * budget counts every frame, and the first frame is decoded in full while computing the
- * ThumbHash, so a corrupt or truncated file is a 422 now rather than a failed render later.
+ * ThumbHash (an animation: every frame an animated render may decode), so a corrupt or
+ * truncated file is a 422 now rather than a failed render later.
  */
+
+export interface InspectLimits {
+  readonly maxInputPixels: number;
+  /** PIXGATE_MAX_FRAMES: the most frames an animated render decodes. */
+  readonly maxFrames: number;
+}
 
 const ALLOWED = new Set(['jpeg', 'png', 'webp', 'gif', 'heif', 'tiff', 'svg']);
 const EXPECTED = 'expected JPEG, PNG, WebP, GIF, AVIF, HEIF, TIFF or SVG';
 /** ThumbHash encodes at most 100×100. */
 const PLACEHOLDER_SIDE = 100;
 
-export async function inspectImage(path: string, options: { maxInputPixels: number }): Promise<ImageFacts> {
+export async function inspectImage(path: string, options: InspectLimits): Promise<ImageFacts> {
   // Read whole (the upload size is capped before this): from a path librsvg would resolve an
   // SVG's `<image href>` against the upload directory and embed other files (decode.ts).
   return inspectBytes(await readFile(path), options);
 }
 
 /** The same, for bytes already in memory (an original registered from the origin). */
-export async function inspectBytes(input: Buffer, options: { maxInputPixels: number }): Promise<ImageFacts> {
+export async function inspectBytes(input: Buffer, options: InspectLimits): Promise<ImageFacts> {
   const meta = await readHeader(input);
   if (!ALLOWED.has(meta.format)) {
     throw new AppError('unsupported_media_type', `Unsupported image format "${meta.format}": ${EXPECTED}`);
@@ -34,6 +41,8 @@ export async function inspectBytes(input: Buffer, options: { maxInputPixels: num
   if (meta.width * meta.height * pages > options.maxInputPixels) {
     throw tooManyPixels(meta.width, meta.height, pages, options.maxInputPixels);
   }
+  const placeholder = await thumbHash(input, meta, options.maxInputPixels);
+  if (pages > 1) await decodeFrames(input, meta.width * meta.height, pages, options);
   return {
     format,
     contentType: contentTypes[format] ?? 'application/octet-stream',
@@ -41,7 +50,7 @@ export async function inspectBytes(input: Buffer, options: { maxInputPixels: num
     height: meta.autoOrient.height,
     hasAlpha: meta.hasAlpha,
     pages,
-    placeholder: await thumbHash(input, meta, options.maxInputPixels),
+    placeholder,
   };
 }
 
@@ -75,6 +84,24 @@ async function thumbHash(input: Buffer, meta: Metadata, maxInputPixels: number):
       .raw({ depth: 'uchar' })
       .toBuffer({ resolveWithObject: true });
     return Buffer.from(rgbaToThumbHash(info.width, info.height, data)).toString('base64');
+  } catch (error) {
+    throw unprocessable('The image is corrupt or truncated', error);
+  }
+}
+
+/**
+ * Decodes the frames an animated render keeps (pipeline.ts: as many as fit PIXGATE_MAX_FRAMES
+ * and the pixel budget), shrunk to a few pixels: a later frame's damage, unseen by the first
+ * frame's decode, fails here too.
+ */
+async function decodeFrames(input: Buffer, framePixels: number, pages: number, limits: InspectLimits) {
+  const frames = Math.min(pages, limits.maxFrames, Math.floor(limits.maxInputPixels / framePixels));
+  if (frames < 2) return;
+  try {
+    await sharp(input, inputOptions(limits.maxInputPixels, frames))
+      .resize(8, 8, { fit: 'inside' })
+      .raw()
+      .toBuffer();
   } catch (error) {
     throw unprocessable('The image is corrupt or truncated', error);
   }

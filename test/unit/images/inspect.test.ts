@@ -15,7 +15,7 @@ beforeAll(async () => {
 });
 afterAll(() => rm(dir, { recursive: true, force: true }));
 
-const limits = { maxInputPixels: 50_000_000 };
+const limits = { maxInputPixels: 50_000_000, maxFrames: 100 };
 
 /** Writes bytes under a misleading name: only the bytes may decide. */
 async function upload(body: Buffer | string, name = `upload-${++counter}.jpg`): Promise<string> {
@@ -153,12 +153,45 @@ describe('inspectImage: refusals', () => {
 
   it('counts every frame of an animation', async () => {
     const gif = await upload(await animatedGif(30, 20, 5));
-    const error = await failure(inspectImage(gif, { maxInputPixels: 2999 }));
+    const error = await failure(inspectImage(gif, { maxInputPixels: 2999, maxFrames: 100 }));
     expect(error.code).toBe('unprocessable_image');
     expect(error.publicMessage).toBe(
       'The image has 30 × 20 × 5 frames = 3000 pixels, more than the 2999 allowed',
     );
-    await expect(inspectImage(gif, { maxInputPixels: 3000 })).resolves.toMatchObject({ pages: 5 });
+    await expect(inspectImage(gif, { maxInputPixels: 3000, maxFrames: 100 })).resolves.toMatchObject({
+      pages: 5,
+    });
+  });
+
+  it('an animation with a corrupt later frame is a 422, not a failed animated render later', async () => {
+    // Noise frames, so the damage falls in a later frame's pixel data, past the first frame.
+    const frames = 8;
+    const noise = await sharp({
+      create: {
+        width: 64,
+        height: 64 * frames,
+        channels: 4,
+        background: '#000',
+        noise: { type: 'gaussian', mean: 128, sigma: 60 },
+      },
+    })
+      .raw()
+      .toBuffer();
+    const gif = await sharp(noise, { raw: { width: 64, height: 64 * frames, channels: 4, pageHeight: 64 } })
+      .gif({ loop: 0 })
+      .toBuffer();
+    const damaged = Buffer.from(gif);
+    damaged.fill(0xff, Math.floor(gif.length * 0.9), Math.floor(gif.length * 0.9) + 64);
+    // The first frame alone still decodes: the damage is only seen when the later ones are.
+    await sharp(damaged, { failOn: 'error' }).raw().toBuffer();
+
+    const error = await failure(inspectImage(await upload(damaged), limits));
+    expect(error.code).toBe('unprocessable_image');
+    await expect(inspectImage(await upload(gif), limits)).resolves.toMatchObject({ pages: frames });
+    // Kept to its first frame (PIXGATE_MAX_FRAMES=1), the animation never decodes the others.
+    await expect(inspectImage(await upload(damaged), { ...limits, maxFrames: 1 })).resolves.toMatchObject({
+      pages: frames,
+    });
   });
 
   it('a JPEG cut in half is a 422, even when decoded with shrink-on-load', async () => {
