@@ -14,7 +14,14 @@ import { clientGoneSignal } from './request-state.js';
 
 export interface SendVariantOptions {
   readonly cacheControl: string;
+  /** Scaled down from what was asked: `Pixgate-Clamped: 1`. */
   readonly isClamped: boolean;
+  /**
+   * Clamped to a preview for someone who may only see a sniff (the policy's preview class):
+   * PIXGATE_PREVIEW_BLUR and PIXGATE_PREVIEW_WATERMARK apply. A share link held to its
+   * `maxWidth` is clamped but not a preview: its owner granted that image, unmarked.
+   */
+  readonly isPreview?: boolean;
   /**
    * Called once the variant is ready, before a 200 GET is sent (share links count a view here,
    * and throw when the budget is gone). Not called for HEAD or 304.
@@ -38,7 +45,7 @@ export function createVariantSender(config: Config, variants: VariantService) {
     // A clamped preview is visibly a sniff (issue 4): blurred when PIXGATE_PREVIEW_BLUR is set,
     // watermarked when PIXGATE_PREVIEW_WATERMARK is.
     let transform = requested;
-    if (options.isClamped) {
+    if (options.isPreview) {
       if (config.previewBlur > 0 && (transform.blur ?? 0) < config.previewBlur) {
         transform = { ...transform, blur: config.previewBlur };
       }

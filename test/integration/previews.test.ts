@@ -97,6 +97,24 @@ describe('preview refinements', () => {
     expect(small.response.headers.get('etag')).toBe(own.response.headers.get('etag'));
   });
 
+  it('leaves a share link clamped to its maxWidth as granted: the owner’s variant, unmarked', async () => {
+    const made = await fetch(`${server.url}/v1/images/${id}/links`, {
+      method: 'POST',
+      headers: { ...auth(alice), 'content-type': 'application/json' },
+      body: JSON.stringify({ ttlSeconds: 600, maxWidth: 200 }),
+    });
+    expect(made.status).toBe(201);
+    const { url } = (await made.json()) as { url: string };
+    const shared = await fetch(`${server.url}${url}?w=400&format=png`);
+    expect(shared.status).toBe(200);
+    expect(shared.headers.get('pixgate-clamped')).toBe('1');
+    const body = Buffer.from(await shared.arrayBuffer());
+    const own = await fetchImage(`/v1/images/${id}?w=200&format=png`, alice);
+    // The same variant: the owner granted 200 px, not a sniff to blur or watermark.
+    expect(shared.headers.get('etag')).toBe(own.response.headers.get('etag'));
+    expect(body.equals(own.body)).toBe(true);
+  });
+
   it('expands presets from the settings, explicit parameters overriding them', async () => {
     const thumb = await fetchImage(`/v1/images/${id}?preset=thumb`, alice);
     expect(thumb.response.status).toBe(200);

@@ -149,6 +149,7 @@ export function registerImageRoutes(app: FastifyInstance, options: ImageRoutesOp
 
     return sendVariant(request, reply, record, decision.transform, {
       isClamped: decision.isClamped,
+      isPreview: decision.isClamped,
       cacheControl: cacheControl(caller, record, decision),
     });
   }
