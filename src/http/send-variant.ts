@@ -3,7 +3,7 @@ import { etagOf, variantKey } from '../cache/variant-key.js';
 import type { Config } from '../config/schema.js';
 import { chooseFormat, isAnimated } from '../images/negotiate.js';
 import { predictOutputSize } from '../images/output-size.js';
-import { defaultQuality } from '../images/pipeline.js';
+import { defaultQuality, renderSettings } from '../images/pipeline.js';
 import { canonicalTransform } from '../images/transform.js';
 import type { RenderPlan, Transform } from '../images/types.js';
 import type { VariantService } from '../images/variants.js';
@@ -35,6 +35,7 @@ export interface SendVariantOptions {
  * origin read), then the variant from the cache or the pipeline.
  */
 export function createVariantSender(config: Config, variants: VariantService) {
+  const settings = renderSettings(config);
   return async function sendVariant(
     request: FastifyRequest,
     reply: FastifyReply,
@@ -61,7 +62,7 @@ export function createVariantSender(config: Config, variants: VariantService) {
       config.avifAutoMaxPixels,
     );
     const plan: RenderPlan = { transform, format, quality: transform.q ?? defaultQuality[format] };
-    const key = variantKey(record, canonicalTransform(transform), format);
+    const key = variantKey(record, canonicalTransform(transform), format, settings);
     // The JSON (data URI) form is another representation: its own ETag, so 304s never cross.
     const asJson = wantsJsonForm(request.headers.accept);
     const etag = asJson ? jsonFormEtag(etagOf(key)) : etagOf(key);

@@ -22,6 +22,21 @@ export interface PipelineOptions {
   previewWatermark?: string | undefined;
 }
 
+/**
+ * The settings a variant's bytes depend on beyond its transform and format, for its cache key
+ * (cache/variant-key.ts): the frame cap and pixel budget (how much of an animation is kept), the
+ * AVIF effort and the watermark text.
+ */
+export function renderSettings(options: PipelineOptions): string {
+  const { maxInputPixels, maxFrames, avifEffort, previewWatermark } = options;
+  return JSON.stringify({
+    maxInputPixels,
+    maxFrames,
+    avifEffort,
+    previewWatermark: previewWatermark ?? null,
+  });
+}
+
 export const defaultQuality: Record<OutputFormat, number> = {
   jpeg: 80,
   webp: 80,

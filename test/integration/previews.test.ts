@@ -41,16 +41,18 @@ async function bottomMean(body: Buffer): Promise<number> {
   return stats.channels.slice(0, 3).reduce((sum, channel) => sum + channel.mean, 0) / 3;
 }
 
+const settings = {
+  dev: true,
+  previewMax: 200,
+  previewBlur: 4,
+  previewWatermark: 'preview',
+  sizes: [100, 200, 400],
+  strictSizes: true,
+  presets: { thumb: { w: 100, h: 100, fit: 'cover' } },
+};
+
 beforeAll(async () => {
-  server = await startTestServer({
-    dev: true,
-    previewMax: 200,
-    previewBlur: 4,
-    previewWatermark: 'preview',
-    sizes: [100, 200, 400],
-    strictSizes: true,
-    presets: { thumb: { w: 100, h: 100, fit: 'cover' } },
-  });
+  server = await startTestServer(settings);
   alice = await server.token('alice', 'images:write');
   bob = await server.token('bob');
   // A light checkerboard of 32 px squares (8 px in a 200 px preview): sharp edges for the blur
@@ -134,5 +136,23 @@ describe('preview refinements', () => {
     expect(JSON.parse(refused.body.toString())).toEqual({
       error: { code: 'invalid_transform', message: 'Expected one of 100, 200, 400 for w but received 300' },
     });
+  });
+});
+
+describe('settings the render depends on', () => {
+  it('a new watermark text is drawn after a restart, not served from the disk cache', async () => {
+    const before = await fetchImage(`/v1/images/${id}?w=400&format=png`, bob);
+    expect(before.response.status).toBe(200);
+    await server.close();
+    server = await startTestServer(
+      { ...settings, previewWatermark: 'another text' },
+      { dataDir: server.dataDir },
+    );
+    const after = await fetchImage(`/v1/images/${id}?w=400&format=png`, bob);
+    expect(after.response.status).toBe(200);
+    expect(after.response.headers.get('etag')).not.toBe(before.response.headers.get('etag'));
+    expect(after.body.equals(before.body)).toBe(false);
+    // The owner's unmarked variant does not depend on the text, but its key names every setting.
+    expect((await fetchImage(`/v1/images/${id}?w=200&format=png`, alice)).response.status).toBe(200);
   });
 });

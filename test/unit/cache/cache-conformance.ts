@@ -20,7 +20,7 @@ export function keyFor(
   transform = 'w=360',
   format = 'webp',
 ): VariantKey {
-  return variantKey(image, transform, format);
+  return variantKey(image, transform, format, 'settings');
 }
 
 export function makeVariant(overrides: Partial<Variant> = {}): Variant {

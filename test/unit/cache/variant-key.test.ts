@@ -6,42 +6,45 @@ const image = { id: 'Zm9vYmFyYmF6cXV4cXV1eA', version: 1 };
 
 describe('variantKey', () => {
   it('hashes the documented length-prefixed encoding', () => {
-    const key = variantKey(image, 'w=360,fit=inside', 'webp');
+    const key = variantKey(image, 'w=360,fit=inside', 'webp', '{"maxFrames":100}');
     const expected = createHash('sha256')
-      .update('pixgate-variant-v1\n22:Zm9vYmFyYmF6cXV4cXV1eA\n1:1\n16:w=360,fit=inside\n4:webp\n')
+      .update(
+        'pixgate-variant-v2\n22:Zm9vYmFyYmF6cXV4cXV1eA\n1:1\n16:w=360,fit=inside\n4:webp\n17:{"maxFrames":100}\n',
+      )
       .digest('base64url');
     expect(key).toEqual({ imageId: image.id, hash: expected });
     expect(key.hash).toMatch(/^[A-Za-z0-9_-]{43}$/);
   });
 
   it('is stable and changes with every field', () => {
-    const base = variantKey(image, 'w=360', 'webp').hash;
-    expect(variantKey({ ...image }, 'w=360', 'webp').hash).toBe(base);
+    const base = variantKey(image, 'w=360', 'webp', 's').hash;
+    expect(variantKey({ ...image }, 'w=360', 'webp', 's').hash).toBe(base);
     const others = [
-      variantKey({ ...image, id: 'Zm9vYmFyYmF6cXV4cXV1eB' }, 'w=360', 'webp'),
-      variantKey({ ...image, version: 2 }, 'w=360', 'webp'),
-      variantKey(image, 'w=361', 'webp'),
-      variantKey(image, 'w=360', 'avif'),
+      variantKey({ ...image, id: 'Zm9vYmFyYmF6cXV4cXV1eB' }, 'w=360', 'webp', 's'),
+      variantKey({ ...image, version: 2 }, 'w=360', 'webp', 's'),
+      variantKey(image, 'w=361', 'webp', 's'),
+      variantKey(image, 'w=360', 'avif', 's'),
+      variantKey(image, 'w=360', 'webp', 't'),
     ].map((key) => key.hash);
-    expect(new Set([base, ...others]).size).toBe(5);
+    expect(new Set([base, ...others]).size).toBe(6);
   });
 
   it('cannot be confused by moving bytes between fields', () => {
     // With plain separators these would encode to the same text.
-    const a = variantKey(image, 'w=360\nwebp', '');
-    const b = variantKey(image, 'w=360', 'webp');
-    const c = variantKey(image, 'w=360\n4:webp', '');
+    const a = variantKey(image, 'w=360\nwebp', '', 's');
+    const b = variantKey(image, 'w=360', 'webp', 's');
+    const c = variantKey(image, 'w=360\n4:webp', '', 's');
     expect(new Set([a.hash, b.hash, c.hash]).size).toBe(3);
     // Lengths are in UTF-8 bytes, not UTF-16 units.
-    expect(variantKey(image, 'é', 'x').hash).not.toBe(variantKey(image, 'e\u0301', 'x').hash);
+    expect(variantKey(image, 'é', 'x', 's').hash).not.toBe(variantKey(image, 'e\u0301', 'x', 's').hash);
   });
 
   it('refuses ids that are not base64url and bad versions', () => {
     for (const id of ['', '../etc', 'a/b', 'a.b', 'x'.repeat(129)]) {
-      expect(() => variantKey({ id, version: 1 }, 'w=1', 'png')).toThrow(TypeError);
+      expect(() => variantKey({ id, version: 1 }, 'w=1', 'png', 's')).toThrow(TypeError);
     }
     for (const version of [0, -1, 1.5, Number.NaN]) {
-      expect(() => variantKey({ ...image, version }, 'w=1', 'png')).toThrow(
+      expect(() => variantKey({ ...image, version }, 'w=1', 'png', 's')).toThrow(
         `Expected a positive integer version but received ${version}`,
       );
     }
@@ -50,7 +53,7 @@ describe('variantKey', () => {
 
 describe('etagOf', () => {
   it('is the hash as a strong ETag', () => {
-    const key = variantKey(image, 'w=360', 'webp');
+    const key = variantKey(image, 'w=360', 'webp', 's');
     expect(etagOf(key)).toBe(`"${key.hash}"`);
     expect(etagOf(key)).not.toMatch(/^W\//);
   });
