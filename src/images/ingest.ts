@@ -6,6 +6,7 @@ import { AppError } from '../errors.js';
 import { writeError } from '../origins/file.js';
 import { checkOriginKey } from '../origins/key.js';
 import type { Origin } from '../origins/origin.js';
+import { OriginObjectTooLarge } from '../origins/read-body.js';
 import { newImageId } from '../store/ids.js';
 import type { ImageRecord, Store, Visibility } from '../store/store.js';
 import { inspectBytes, inspectImage } from './inspect.js';
@@ -152,7 +153,12 @@ export function createIngest(options: IngestOptions) {
      */
     async fromOrigin(source: string, image: NewImage): Promise<ImageRecord> {
       const key = checkOriginKey(source);
-      const original = await origin.read(key, { maxBytes: options.maxUploadBytes });
+      const original = await origin
+        .read(key, { maxBytes: options.maxUploadBytes })
+        .catch((error: unknown) => {
+          // Over the cap an upload has: refused as that upload would be, not as the origin failing.
+          throw error instanceof OriginObjectTooLarge ? tooLarge(options.maxUploadBytes) : error;
+        });
       let facts: Awaited<ReturnType<typeof inspectBytes>>;
       let sha256: string;
       const bytes = original.body.length;

@@ -7,6 +7,7 @@ import { AppError, notFound } from '../errors.js';
 import type { BufferPool } from './buffer-pool.js';
 import { checkOriginKey } from './key.js';
 import type { Origin, OriginObject, ReadOptions } from './origin.js';
+import { tooLargeAtOrigin } from './read-body.js';
 
 /** Originals on local disk under one root directory; the embedded default. */
 export function createFileOrigin(root: string, pool?: BufferPool): Origin {
@@ -34,11 +35,7 @@ export function createFileOrigin(root: string, pool?: BufferPool): Origin {
       }
       try {
         const { size, mtime } = await handle.stat();
-        if (size > options.maxBytes) {
-          throw new AppError('origin_error', 'The original could not be read', {
-            detail: `file origin: ${size} bytes is over the ${options.maxBytes} byte limit`,
-          });
-        }
+        if (size > options.maxBytes) throw tooLargeAtOrigin('file', options.maxBytes, size);
         if (!pool) return { body: await handle.readFile({ signal: options.signal }), lastModified: mtime };
         const pooled = pool.take(size);
         try {

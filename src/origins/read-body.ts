@@ -41,10 +41,20 @@ export const originTimeout = (kind: string, timeoutMs: number) =>
     detail: `${kind} origin: no complete answer within ${timeoutMs} ms`,
   });
 
+/**
+ * An original over the size cap. Viewing it is a 502 like any original the origin cannot give;
+ * registering it is the registrar's 413 (ingest.ts), hence a type of its own to tell it by.
+ */
+export class OriginObjectTooLarge extends AppError {
+  constructor(kind: string, maxBytes: number, size?: number) {
+    super('origin_error', 'The original could not be read', {
+      detail: `${kind} origin: ${size === undefined ? 'more than' : `${size} bytes is over`} the ${maxBytes} byte limit`,
+    });
+  }
+}
+
 export const tooLargeAtOrigin = (kind: string, maxBytes: number, size?: number) =>
-  new AppError('origin_error', 'The original could not be read', {
-    detail: `${kind} origin: ${size === undefined ? 'more than' : `${size} bytes is over`} the ${maxBytes} byte limit`,
-  });
+  new OriginObjectTooLarge(kind, maxBytes, size);
 
 export interface ReadBodyOptions {
   readonly kind: string;

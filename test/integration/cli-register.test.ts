@@ -109,6 +109,26 @@ describe('pixgate register (file origin)', () => {
   });
 });
 
+describe('pixgate register, an original over the upload cap', () => {
+  it('is skipped as too large (413), like an upload, not counted as the origin failing', async () => {
+    const library = join(scratch, 'big-library');
+    await mkdir(library, { recursive: true });
+    await writeFile(join(library, 'big.jpg'), jpeg);
+    const env = {
+      PIXGATE_DATA_DIR: join(scratch, 'big-data'),
+      PIXGATE_STORAGE: `file:${library}`,
+      PIXGATE_MAX_UPLOAD_BYTES: String(jpeg.length - 1),
+    };
+    const result = await run(['register', 'big.jpg', '--owner', 'alice'], env);
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain('Registered 0 of 1 keys for alice.');
+    expect(result.stdout).toContain(
+      `Skipped 1: The image is larger than the limit of ${jpeg.length - 1} bytes`,
+    );
+  });
+});
+
 describe('pixgate register (S3 origin)', () => {
   let s3: TestS3;
   beforeAll(async () => {
