@@ -106,9 +106,14 @@ export async function buildServer(parts: ServerParts): Promise<FastifyInstance> 
     // A request Node's parser refuses (headers over the size limit, a malformed line) reaches no
     // hook: by default fastify answers it in its own format, without no-store or our headers,
     // and logs the error at trace level with the request's raw bytes, credentials and all.
+    // It gets its line and metrics like any request (route `unparsed`), with codes only: its URL
+    // was never parsed, so it cannot be redacted.
     clientErrorHandler: (error, socket) => {
       const answered = sendClientError(error, socket);
-      if (answered) logger.debug({ code: answered.code, reason: error.code }, 'client error');
+      if (!answered) return;
+      const status = answered.status;
+      metrics.requests.inc({ route: 'unparsed', method: '', status: String(status) });
+      logger.info({ status, code: answered.code, reason: error.code }, 'client error');
     },
   });
 

@@ -11,11 +11,12 @@ import { startTestServer, type TestServer } from '../helpers/pixgate.js';
  * the packet is written.
  */
 
+const METRICS_TOKEN = 'metrics-secret-0123456789';
 let server: TestServer;
 let alice: string;
 
 beforeAll(async () => {
-  server = await startTestServer({ dev: true, logLevel: 'trace' });
+  server = await startTestServer({ dev: true, logLevel: 'trace', metricsToken: METRICS_TOKEN });
   alice = await server.token('alice');
 });
 afterAll(() => server.destroy());
@@ -62,7 +63,14 @@ describe('a request the HTTP parser refuses', () => {
       expect(JSON.parse(answer.body)).toEqual({ error: { code, message } });
       // The operator sees which refusal it was; the line holds codes only.
       expect(server.logs.slice(from).map((line) => JSON.parse(line) as unknown)).toContainEqual(
-        expect.objectContaining({ msg: 'client error', code }),
+        // At info: the default level, like every request's line.
+        expect.objectContaining({ msg: 'client error', level: 30, status, code }),
+      );
+      const metrics = await fetch(`${server.url}/metrics`, {
+        headers: { authorization: `Bearer ${METRICS_TOKEN}` },
+      });
+      expect(await metrics.text()).toContain(
+        `pixgate_http_requests_total{route="unparsed",method="",status="${status}"} 1`,
       );
       const text = logText(server.logs.slice(from));
       expect(text).not.toContain(token.split('.')[2]);
