@@ -8,6 +8,7 @@ import { createIntrospectionVerifier } from './auth/introspection.js';
 import { createTokenVerifier } from './auth/jwt.js';
 import { createSessions } from './auth/sessions.js';
 import { createSignedUrls, loadDevSigningKey } from './auth/signed-url.js';
+import { withDeleteFence } from './cache/delete-fence.js';
 import { createDiskCache } from './cache/disk.js';
 import { createMemoryCache } from './cache/memory.js';
 import { createNoCache } from './cache/no-cache.js';
@@ -120,8 +121,11 @@ export async function startPixgate(config: Config, options: StartOptions = {}): 
   const storage = await openStorage(config, clock);
   // At server start, not in openStorage: every tool opens storage, often while a server runs.
   await storage.ingest.sweepTempFiles();
-  const cache: VariantCache = await openCache(config, logger, (layer, hit) =>
-    metrics.cacheLookups.inc({ layer, result: hit ? 'hit' : 'miss' }),
+  // Around every layer at once: a render finishing after its image's DELETE stores nothing.
+  const cache: VariantCache = withDeleteFence(
+    await openCache(config, logger, (layer, hit) =>
+      metrics.cacheLookups.inc({ layer, result: hit ? 'hit' : 'miss' }),
+    ),
   );
 
   const devIssuer = config.dev

@@ -26,7 +26,10 @@ export interface VariantCache {
    * be cached is still served (SPEC §4, 507 row); the failure is logged by the implementation.
    */
   set(key: VariantKey, variant: Variant): Promise<void>;
-  /** Removes every variant of the image (DELETE of the image). */
+  /**
+   * Removes every variant of the image (DELETE of the image). A set for it landing afterwards
+   * is refused by the fence main.ts puts around the layers (delete-fence.ts), not by each layer.
+   */
   deleteImage(imageId: string): Promise<void>;
   /** Throws when the cache cannot be used (readiness). */
   check(): Promise<void>;

@@ -27,7 +27,8 @@ export function createVariantService(options: VariantServiceOptions) {
   const pendingWrites = new Set<Promise<void>>();
 
   function remember(key: VariantKey, variant: Variant): void {
-    // Not awaited: the response does not wait for the disk. `set` never rejects.
+    // Not awaited: the response does not wait for the disk. `set` never rejects. If the image
+    // was deleted during the render, the cache refuses the set (cache/delete-fence.ts).
     const write = cache.set(key, variant).finally(() => pendingWrites.delete(write));
     pendingWrites.add(write);
   }

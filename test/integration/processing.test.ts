@@ -1,8 +1,10 @@
-import { rm } from 'node:fs/promises';
+import { readdir, rm } from 'node:fs/promises';
+import type { ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually } from '../helpers/eventually.js';
-import { photoWithGps } from '../helpers/images.js';
+import { startHttpOrigin } from '../helpers/http-origin.js';
+import { photoWithGps, synth } from '../helpers/images.js';
 import { startTestServer, type TestServer, uploadImage } from '../helpers/pixgate.js';
 
 /** The processing queue, the variant cache and the origin, seen from outside (SPEC §4, §6). */
@@ -63,6 +65,60 @@ describe('variant cache and origin', () => {
     server = restarted;
     const cached = await get('w=250');
     expect(cached.status).toBe(200);
+  });
+});
+
+describe('a variant still rendering when its image is deleted', () => {
+  it('does not come back into the cache after the DELETE', async () => {
+    // An HTTP origin, so the render can be held open at its read, and the delete leaves the
+    // (registered) original where it is: the held render then finishes normally.
+    const origin = await startHttpOrigin();
+    const held = await startTestServer({ dev: true, storage: origin.baseUrl });
+    try {
+      const admin = await held.token('root', 'images:admin');
+      const png = (await synth('png', 300, 200)).body;
+      origin.put('doomed.png', png, 'image/png');
+      const created = await fetch(`${held.url}/v1/images`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ source: 'doomed.png', owner: 'root' }),
+      });
+      expect(created.status).toBe(201);
+      const { id: doomed } = (await created.json()) as { id: string };
+
+      let reading: () => void = () => {};
+      const originAsked = new Promise<void>((resolve) => {
+        reading = resolve;
+      });
+      let answer: ServerResponse | undefined;
+      origin.route('/lib/doomed.png', (_request, response) => {
+        answer = response;
+        reading();
+      });
+      const rendering = fetch(`${held.url}/v1/images/${doomed}?w=100&format=png`, {
+        headers: { authorization: `Bearer ${admin}` },
+      });
+      await originAsked;
+
+      const deleted = await fetch(`${held.url}/v1/images/${doomed}`, {
+        method: 'DELETE',
+        headers: { authorization: `Bearer ${admin}` },
+      });
+      expect(deleted.status).toBe(204);
+      // The render started before the delete: it finishes, and its requester gets it.
+      answer?.writeHead(200, { 'content-type': 'image/png' }).end(png);
+      const rendered = await rendering;
+      expect(rendered.status).toBe(200);
+      await rendered.arrayBuffer();
+    } finally {
+      // Closing waits for the cache writes still under way (variants.drain): after it, whatever
+      // the render was going to write is on disk.
+      await held.close();
+      await origin.close();
+    }
+    const ids = await readdir(join(held.dataDir, 'cache'));
+    await rm(held.dataDir, { recursive: true, force: true });
+    expect(ids).toEqual([]);
   });
 });
 
