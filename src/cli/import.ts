@@ -11,7 +11,8 @@ import { type CommandContext, UsageError } from './args.js';
  * `pixgate import DIR --owner SUB [--visibility V]`: copies every file under DIR in, exactly as
  * an upload would (same size cap, content sniffing, pixel limit, atomic store), and ends with a
  * summary of what was skipped and why. A symbolic link to a file is imported like the file; one
- * that leads nowhere or to a directory is skipped (linkProblem). Exit code 1 when a file failed
+ * that leads nowhere or to a directory is skipped (linkProblem), and so is anything else that is
+ * not a regular file (a FIFO, a socket, a device). Exit code 1 when a file failed
  * for a reason other than its content (an I/O error), 0 otherwise.
  */
 export async function runImport(context: CommandContext): Promise<number> {
@@ -32,19 +33,23 @@ export async function runImport(context: CommandContext): Promise<number> {
   const skipped = new Map<string, string[]>();
   const skip = (reason: string, name: string) => skipped.set(reason, [...(skipped.get(reason) ?? []), name]);
   const files: string[] = [];
-  let linksLeftOut = 0;
+  /** Entries skipped from their type alone, before any read: counted like the files. */
+  let leftOut = 0;
   const entries = (await readdir(root, { recursive: true, withFileTypes: true }))
     .map((entry) => ({ entry, path: join(entry.parentPath, entry.name) }))
     .sort((a, b) => (a.path < b.path ? -1 : 1));
   for (const { entry, path } of entries) {
-    if (entry.isFile()) files.push(path);
-    else if (entry.isSymbolicLink()) {
-      const problem = await linkProblem(path);
-      if (problem === undefined) files.push(path);
-      else {
-        linksLeftOut++;
-        skip(problem, relative(root, path));
-      }
+    if (entry.isDirectory()) continue; // walked by readdir itself
+    const problem = entry.isFile()
+      ? undefined
+      : entry.isSymbolicLink()
+        ? await linkProblem(path)
+        : // A FIFO, socket or device: never opened, as opening a FIFO waits for a writer.
+          'not a regular file';
+    if (problem === undefined) files.push(path);
+    else {
+      leftOut++;
+      skip(problem, relative(root, path));
     }
   }
 
@@ -83,7 +88,7 @@ export async function runImport(context: CommandContext): Promise<number> {
     await storage.close();
   }
 
-  process.stdout.write(`Imported ${imported} of ${files.length + linksLeftOut} files for ${own.owner}.\n`);
+  process.stdout.write(`Imported ${imported} of ${files.length + leftOut} files for ${own.owner}.\n`);
   for (const [reason, names] of skipped) {
     process.stdout.write(`Skipped ${names.length}: ${reason}\n`);
     for (const name of names.slice(0, 20)) process.stdout.write(`  ${name}\n`);

@@ -1,7 +1,7 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { chown, mkdir, mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
-import { connect } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -417,6 +417,34 @@ describe('import of symbolic links', () => {
         ['a link to a directory (not followed: links can loop)', ['album', join('trip', 'up')]],
       ]),
     );
+  });
+});
+
+describe('import of special files', () => {
+  // Regression: FIFOs, sockets and devices were left out of both the import and the count,
+  // without a word. They must not be opened either: opening a FIFO waits for a writer.
+  it('skips a FIFO and a socket without opening them, counting and listing them', async () => {
+    const source = join(scratch, 'special-photos');
+    const dataDir = join(scratch, 'special-data');
+    await mkdir(join(source, 'trip'), { recursive: true });
+    const png = await sharp({ create: { width: 8, height: 6, channels: 3, background: '#369' } })
+      .png()
+      .toBuffer();
+    await writeFile(join(source, 'photo.png'), png);
+    const mkfifo = spawnSync('mkfifo', [join(source, 'pipe.jpg')]);
+    expect(mkfifo.status, mkfifo.stderr.toString()).toBe(0);
+    const socket = createServer();
+    await new Promise<void>((resolve) => socket.listen(join(source, 'trip', 'socket.png'), resolve));
+    try {
+      const exit = await run(['import', source, '--owner', 'alice'], { PIXGATE_DATA_DIR: dataDir });
+      expect(exit.code).toBe(0);
+      expect(exit.stdout.split('\n')[0]).toBe('Imported 1 of 3 files for alice.');
+      expect(skippedByReason(exit.stdout)).toEqual(
+        new Map([['not a regular file', ['pipe.jpg', join('trip', 'socket.png')]]]),
+      );
+    } finally {
+      await new Promise((resolve) => socket.close(resolve));
+    }
   });
 });
 
