@@ -10,8 +10,12 @@ export interface RequestState {
   session?: { readonly id: string; readonly principal: Principal };
   /** The principal came from the session cookie: `Vary: Cookie`, never public. */
   viaCookie?: boolean;
-  /** The client closed the connection before its response was complete (server.ts). */
-  clientClosed?: boolean;
+  /**
+   * The connection ended before the response was complete (server.ts), and why: the client
+   * closed it (`client_closed`), or Node's parser refused the rest of the request's body and
+   * our answer to that went out instead (reply.ts `sendClientError`).
+   */
+  endedEarly?: AppError;
   /** Aborts when the client closes first: made on first use (a cache hit never needs one). */
   gone?: AbortController;
   /** The log line is written: never a second one for the same request. */
@@ -37,14 +41,17 @@ export function requestState(request: FastifyRequest): RequestState {
 export function clientGoneSignal(request: FastifyRequest): AbortSignal {
   const state = requestState(request);
   state.gone ??= new AbortController();
-  if (state.clientClosed && !state.gone.signal.aborted) state.gone.abort(clientClosed());
+  if (state.endedEarly && !state.gone.signal.aborted) state.gone.abort(state.endedEarly);
   return state.gone.signal;
 }
 
-/** Called once the client has closed the connection early: what waits for it may stop. */
-export function markClientClosed(request: FastifyRequest): void {
+/**
+ * Called once the connection has ended before the response was complete: what waits for it
+ * may stop, and its log line says why (`client_closed` unless the parser refused the request).
+ */
+export function markEndedEarly(request: FastifyRequest, why: AppError = clientClosed()): void {
   const state = requestState(request);
-  state.clientClosed = true;
-  state.error ??= clientClosed();
-  if (state.gone && !state.gone.signal.aborted) state.gone.abort(clientClosed());
+  state.endedEarly = why;
+  state.error ??= why;
+  if (state.gone && !state.gone.signal.aborted) state.gone.abort(why);
 }

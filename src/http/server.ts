@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import multipart from '@fastify/multipart';
 import Fastify, {
@@ -15,7 +15,7 @@ import type { SignedUrls } from '../auth/signed-url.js';
 import type { VariantCache } from '../cache/variant-cache.js';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config/schema.js';
-import { AppError, errorStatus } from '../errors.js';
+import { AppError } from '../errors.js';
 import type { Ingest } from '../images/ingest.js';
 import type { VariantService } from '../images/variants.js';
 import type { Limits } from '../limits/limits.js';
@@ -27,7 +27,7 @@ import { createIdentify } from './authenticate.js';
 import { registerCors } from './cors.js';
 import { securityHeaders } from './headers.js';
 import { sendClientError, sendError } from './reply.js';
-import { markClientClosed, requestState } from './request-state.js';
+import { markEndedEarly, requestState } from './request-state.js';
 import { createCapabilities } from './routes/capabilities.js';
 import { registerClientRoutes } from './routes/client.js';
 import { registerHealthRoutes } from './routes/health.js';
@@ -109,8 +109,15 @@ export async function buildServer(parts: ServerParts): Promise<FastifyInstance> 
     // It gets its line and metrics like any request (route `unparsed`), with codes only: its URL
     // was never parsed, so it cannot be redacted.
     clientErrorHandler: (error, socket) => {
+      // A request whose body the parser refused midway (a broken chunk) is in flight: its own
+      // line says so when its connection closes, not a second `unparsed` one.
+      const inFlight = (socket as Socket & { _httpMessage?: ServerResponse })._httpMessage;
       const answered = sendClientError(error, socket);
       if (!answered) return;
+      if (inFlight) {
+        refusedByParser.set(inFlight, answered);
+        return;
+      }
       const status = answered.status;
       metrics.requests.inc({ route: 'unparsed', method: '', status: String(status) });
       logger.info({ status, code: answered.code, reason: error.code }, 'client error');
@@ -121,6 +128,8 @@ export async function buildServer(parts: ServerParts): Promise<FastifyInstance> 
   // connection that has never carried a request (a browser's preconnect): one of those would
   // hold a shutdown forever. It holds no work either: dropped when closing starts.
   const unused = new Set<Socket>();
+  /** Responses in flight whose request the parser refused midway, and our answer to it. */
+  const refusedByParser = new WeakMap<ServerResponse, AppError>();
   app.server.on('connection', (socket: Socket) => {
     unused.add(socket);
     socket.once('close', () => unused.delete(socket));
@@ -141,7 +150,7 @@ export async function buildServer(parts: ServerParts): Promise<FastifyInstance> 
     // for it would still be done (images/work-queue.ts).
     reply.raw.once('close', () => {
       if (reply.raw.writableFinished) return;
-      markClientClosed(request);
+      markEndedEarly(request, refusedByParser.get(reply.raw));
       recordRequest(request, reply);
     });
     // DNS rebinding: a page on evil.example resolving to 127.0.0.1 would reach the dev issuer.
@@ -171,7 +180,7 @@ export async function buildServer(parts: ServerParts): Promise<FastifyInstance> 
     if (state.recorded) return;
     state.recorded = true;
     const route = request.routeOptions.url ?? 'unmatched';
-    const status = state.clientClosed ? errorStatus.client_closed : reply.statusCode;
+    const status = state.endedEarly?.status ?? reply.statusCode;
     const labels = { route, method: request.method, status: String(status) };
     const seconds = reply.elapsedTime / 1000;
     metrics.requests.inc(labels);

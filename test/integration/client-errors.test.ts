@@ -1,4 +1,6 @@
+import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { eventually } from '../helpers/eventually.js';
 import { logText } from '../helpers/logs.js';
 import { rawRequest } from '../helpers/net.js';
 import { startTestServer, type TestServer } from '../helpers/pixgate.js';
@@ -78,4 +80,46 @@ describe('a request the HTTP parser refuses', () => {
       expect(text).not.toContain('rawPacket');
     },
   );
+});
+
+describe('a request whose body the parser refuses midway', () => {
+  it('gets our 400 and one log line of its own, not a second one as if the client had left', async () => {
+    const token = await server.token('alice');
+    const from = server.logs.length;
+    const { port } = new URL(server.url);
+    const socket = connect(Number(port), '127.0.0.1');
+    await new Promise((resolve) => socket.once('connect', resolve));
+    let answer = '';
+    socket.setEncoding('latin1').on('data', (chunk: string) => {
+      answer += chunk;
+    });
+    const closed = new Promise((resolve) => socket.once('close', resolve));
+    socket.write(
+      [
+        'POST /v1/images HTTP/1.1',
+        'Host: localhost',
+        `Authorization: Bearer ${token}`,
+        'Content-Type: image/png',
+        'Transfer-Encoding: chunked',
+        '',
+        '4',
+        'abcd',
+        '',
+      ].join('\r\n'),
+    );
+    // The handler has the request by now; then a chunk size that is not hexadecimal.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    socket.write('zz\r\n');
+    await closed;
+    expect(answer).toMatch(/^HTTP\/1\.1 400 /);
+    await eventually(() => {
+      const lines = server.logs
+        .slice(from)
+        .map((line) => JSON.parse(line) as { route?: string; status?: number; code?: string; msg: string })
+        .filter((line) => line.route === '/v1/images' || line.msg === 'client error');
+      expect(lines).toEqual([
+        expect.objectContaining({ route: '/v1/images', status: 400, code: 'invalid_request' }),
+      ]);
+    });
+  });
 });
