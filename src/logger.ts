@@ -62,6 +62,13 @@ function serializeError(error: Error, depth = 0): unknown {
 }
 
 /**
+ * What pino's error serializer makes of an Error nested in another's fields (or an
+ * AggregateError's `aggregateErrors`): an object of its own prototype, to be censored as a plain
+ * one is.
+ */
+const SERIALIZED_ERROR = Object.getPrototypeOf(pino.stdSerializers.err(new Error('probe'))) as unknown;
+
+/**
  * A censored copy of plain objects, arrays and errors; class instances (a request, a Buffer) are
  * left to their serializers, which write none of these keys.
  */
@@ -71,7 +78,7 @@ function scrub(value: unknown, depth: number): unknown {
   if (depth > MAX_DEPTH) return '[...]';
   if (Array.isArray(value)) return value.map((item: unknown) => scrub(item, depth + 1));
   const proto = Object.getPrototypeOf(value) as unknown;
-  if (proto !== Object.prototype && proto !== null) return value;
+  if (proto !== Object.prototype && proto !== null && proto !== SERIALIZED_ERROR) return value;
   const copy: Record<string, unknown> = {};
   for (const [key, item] of Object.entries(value)) {
     copy[key] = SECRET_KEYS.has(key.toLowerCase()) ? CENSOR : scrub(item, depth + 1);

@@ -108,6 +108,23 @@ describe('credentials in logged objects', () => {
     });
   });
 
+  it('censors an error held in a field of another error, and in an AggregateError', () => {
+    const inner = () =>
+      Object.assign(new Error('parse'), {
+        rawPacket: Buffer.from('GET / HTTP/1.1\r\nAuthorization: Bearer RAWSECRET\r\n'),
+        headers: { authorization: 'Bearer HEADERSECRET' },
+      });
+    const wrapper = Object.assign(new Error('wrapper'), { original: inner() });
+    const aggregate = new AggregateError([inner()], 'several');
+    for (const err of [wrapper, aggregate]) {
+      const line = lineOf((logger) => logger.error({ err }, 'failed'));
+      expect(line).not.toContain('HEADERSECRET');
+      expect(line).not.toContain('RAWSECRET');
+      expect(line).not.toContain(JSON.stringify([...Buffer.from('RAWSECRET')]).slice(1, -1));
+      expect(line).toContain('"message":"parse"');
+    }
+  });
+
   it('leaves a line of plain values as it is (the request line: no copy)', () => {
     const line = { reqId: 'r-1', method: 'GET', url: '/v1/images/abc', status: 200, ms: 0.4 };
     expect(scrubLine(line)).toBe(line);
