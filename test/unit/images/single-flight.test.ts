@@ -82,4 +82,23 @@ describe('single flight', () => {
     await expect(late).rejects.toThrow('gone');
     expect(signals[0]?.aborted).toBe(true);
   });
+
+  it('lets a caller who comes after the last one left share a job already past stopping', async () => {
+    const flights = createSingleFlight<number>();
+    const gate = deferred<number>();
+    let runs = 0;
+    // A transform under way: it does not stop when its signal aborts.
+    const job = () => {
+      runs++;
+      return gate.promise;
+    };
+    const leaving = new AbortController();
+    const left = flights.run('k', job, leaving.signal);
+    leaving.abort(new Error('gone'));
+    const reloaded = flights.run('k', job, new AbortController().signal);
+    gate.resolve(9);
+    expect(await reloaded).toBe(9);
+    expect(await left).toBe(9);
+    expect(runs).toBe(1);
+  });
 });
