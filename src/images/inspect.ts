@@ -3,6 +3,7 @@ import sharp, { type Metadata } from 'sharp';
 import { rgbaToThumbHash } from 'thumbhash';
 import { AppError } from '../errors.js';
 import { inputOptions, tooManyPixels, unprocessable } from './decode.js';
+import { isAnimated } from './negotiate.js';
 import { contentTypes, type ImageFacts } from './types.js';
 
 /**
@@ -42,7 +43,9 @@ export async function inspectBytes(input: Buffer, options: InspectLimits): Promi
     throw tooManyPixels(meta.width, meta.height, pages, options.maxInputPixels);
   }
   const placeholder = await thumbHash(input, meta, options.maxInputPixels);
-  if (pages > 1) await decodeFrames(input, meta.width * meta.height, pages, options);
+  // Only an animation is ever decoded frame by frame (pipeline.ts); the pages of a TIFF may
+  // differ in size, which libvips cannot decode together, and only the first is shown.
+  if (isAnimated(format, pages)) await decodeFrames(input, meta.width * meta.height, pages, options);
   return {
     format,
     contentType: contentTypes[format] ?? 'application/octet-stream',

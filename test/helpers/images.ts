@@ -127,3 +127,54 @@ export async function photoWithGps(width: number, height: number): Promise<Buffe
     })
     .toBuffer();
 }
+
+/**
+ * An uncompressed 8-bit greyscale TIFF with one page per size, written by hand: sharp writes
+ * multi-page TIFFs only with pages of one size, and a scanner's or fax's file often has others.
+ */
+export function multiPageTiff(sizes: ReadonlyArray<readonly [number, number]>): Buffer {
+  const parts: Buffer[] = [];
+  let offset = 8;
+  const header = Buffer.alloc(8);
+  header.write('II', 0, 'latin1');
+  header.writeUInt16LE(42, 2);
+  parts.push(header);
+  const ifdOffsets: number[] = [];
+  const ifds: Buffer[] = [];
+  for (const [width, height] of sizes) {
+    const pixels = Buffer.alloc(width * height + ((width * height) % 2), 128);
+    const stripOffset = offset;
+    parts.push(pixels);
+    offset += pixels.length;
+    const entries: Array<[tag: number, type: number, value: number]> = [
+      [256, 3, width],
+      [257, 3, height],
+      [258, 3, 8],
+      [259, 3, 1],
+      [262, 3, 1],
+      [273, 4, stripOffset],
+      [277, 3, 1],
+      [278, 3, height],
+      [279, 4, width * height],
+    ];
+    const ifd = Buffer.alloc(2 + entries.length * 12 + 4);
+    ifd.writeUInt16LE(entries.length, 0);
+    entries.forEach(([tag, type, value], i) => {
+      const at = 2 + i * 12;
+      ifd.writeUInt16LE(tag, at);
+      ifd.writeUInt16LE(type, at + 2);
+      ifd.writeUInt32LE(1, at + 4);
+      if (type === 3) ifd.writeUInt16LE(value, at + 8);
+      else ifd.writeUInt32LE(value, at + 8);
+    });
+    ifdOffsets.push(offset);
+    ifds.push(ifd);
+    parts.push(ifd);
+    offset += ifd.length;
+  }
+  header.writeUInt32LE(ifdOffsets[0] ?? 0, 4);
+  ifds.forEach((ifd, i) => {
+    ifd.writeUInt32LE(ifdOffsets[i + 1] ?? 0, ifd.length - 4);
+  });
+  return Buffer.concat(parts);
+}

@@ -6,7 +6,7 @@ import { thumbHashToAverageRGBA } from 'thumbhash';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AppError } from '../../../src/errors.js';
 import { inspectImage } from '../../../src/images/inspect.js';
-import { animatedGif, pngBomb } from '../../helpers/images.js';
+import { animatedGif, multiPageTiff, pngBomb } from '../../helpers/images.js';
 
 let dir: string;
 let counter = 0;
@@ -187,6 +187,20 @@ describe('inspectImage: refusals', () => {
     // Kept to its first frame (PIXGATE_MAX_FRAMES=1), the animation never decodes the others.
     await expect(inspectImage(await upload(damaged), { ...limits, maxFrames: 1 })).resolves.toMatchObject({
       pages: frames,
+    });
+  });
+
+  it('accepts a multi-page TIFF with pages of different sizes (only its first page is shown)', async () => {
+    const tiff = multiPageTiff([
+      [64, 48],
+      [16, 12],
+    ]);
+    expect((await sharp(tiff).metadata()).pages).toBe(2);
+    await expect(inspectImage(await upload(tiff), limits)).resolves.toMatchObject({
+      format: 'tiff',
+      width: 64,
+      height: 48,
+      pages: 2,
     });
   });
 
