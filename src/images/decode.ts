@@ -20,6 +20,20 @@ export function inputOptions(maxInputPixels: number, pages = 1): SharpOptions {
   return { failOn: FAIL_ON, limitInputPixels: maxInputPixels, pages };
 }
 
+/**
+ * How many frames of an animation are decoded: sharp's limitInputPixels counts every decoded
+ * frame (a 100-frame GIF is 100 images), so an animation is cut to the frames that fit the
+ * pixel budget as well as to PIXGATE_MAX_FRAMES. The upload checks exactly these (inspect.ts),
+ * the render keeps them (pipeline.ts).
+ */
+export function framesKept(
+  pages: number,
+  framePixels: number,
+  limits: { readonly maxInputPixels: number; readonly maxFrames: number },
+): number {
+  return Math.min(pages, limits.maxFrames, Math.floor(limits.maxInputPixels / framePixels));
+}
+
 /** A sharp failure on untrusted bytes: 422 with a plain public message, sharp's words in the log. */
 export function unprocessable(publicMessage: string, error: unknown): AppError {
   const detail = error instanceof Error ? error.message : String(error);

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import sharp, { type Metadata } from 'sharp';
 import { rgbaToThumbHash } from 'thumbhash';
 import { AppError } from '../errors.js';
-import { inputOptions, tooManyPixels, unprocessable } from './decode.js';
+import { framesKept, inputOptions, tooManyPixels, unprocessable } from './decode.js';
 import { isAnimated } from './negotiate.js';
 import { contentTypes, type ImageFacts } from './types.js';
 
@@ -93,12 +93,11 @@ async function thumbHash(input: Buffer, meta: Metadata, maxInputPixels: number):
 }
 
 /**
- * Decodes the frames an animated render keeps (pipeline.ts: as many as fit PIXGATE_MAX_FRAMES
- * and the pixel budget), shrunk to a few pixels: a later frame's damage, unseen by the first
- * frame's decode, fails here too.
+ * Decodes the frames an animated render keeps (decode.ts `framesKept`), shrunk to a few pixels:
+ * a later frame's damage, unseen by the first frame's decode, fails here too.
  */
 async function decodeFrames(input: Buffer, framePixels: number, pages: number, limits: InspectLimits) {
-  const frames = Math.min(pages, limits.maxFrames, Math.floor(limits.maxInputPixels / framePixels));
+  const frames = framesKept(pages, framePixels, limits);
   if (frames < 2) return;
   try {
     await sharp(input, inputOptions(limits.maxInputPixels, frames))

@@ -1,6 +1,6 @@
 import sharp, { type Metadata, type Sharp } from 'sharp';
 import type { Variant } from '../cache/variant-cache.js';
-import { inputOptions, tooManyPixels, unprocessable } from './decode.js';
+import { framesKept, inputOptions, tooManyPixels, unprocessable } from './decode.js';
 import { isAnimated } from './negotiate.js';
 import { effectiveFit, predictOutputSize } from './output-size.js';
 import { contentTypes, type OutputFormat, type RenderPlan } from './types.js';
@@ -178,8 +178,6 @@ export function createPipeline(options: PipelineOptions) {
     if (framePixels > options.maxInputPixels) {
       throw tooManyPixels(meta.width, meta.height, 1, options.maxInputPixels);
     }
-    // sharp's limitInputPixels counts every decoded frame (a 100-frame GIF is 100 images), so
-    // an animation is cut to the frames that fit the pixel budget as well as to maxFrames.
     // A 90° orientation cannot be applied to several frames: such a rarity gets its first frame.
     const available = Math.min(pages, meta.pages ?? 1);
     // A watermarked preview is one frame: the overlay is drawn once, and a sniff need not move.
@@ -188,9 +186,7 @@ export function createPipeline(options: PipelineOptions) {
       isAnimated(meta.format, available) &&
       (meta.orientation ?? 1) < 5 &&
       !plan.transform.watermark;
-    const frames = keepsAnimation
-      ? Math.min(available, options.maxFrames, Math.floor(options.maxInputPixels / framePixels))
-      : 1;
+    const frames = keepsAnimation ? framesKept(available, framePixels, options) : 1;
     const source: Source = {
       width: meta.autoOrient.width,
       height: meta.autoOrient.height,
