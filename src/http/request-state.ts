@@ -18,8 +18,6 @@ export interface RequestState {
   endedEarly?: AppError;
   /** Aborts when the client closes first: made on first use (a cache hit never needs one). */
   gone?: AbortController;
-  /** The log line is written: never a second one for the same request. */
-  recorded?: boolean;
 }
 
 declare module 'fastify' {

@@ -76,13 +76,13 @@ function requestIds(): () => string {
  *   onRequest   security headers; dev mode refuses non-loopback Host names
  *   handler     the route's own stages, in order (routes/*.ts)
  *   error       reply.ts turns anything thrown into the JSON error
- *   onResponse  one log line and the request metrics
+ *   close       one log line and the request metrics (recordWhenClosed)
  */
 export async function buildServer(parts: ServerParts): Promise<FastifyInstance> {
   const { config, logger, metrics } = parts;
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
-    // One line per request, written by the onResponse hook below.
+    // One line per request, written when its response closes (recordWhenClosed below).
     logController: new LogController({ disableRequestLogging: true }),
     trustProxy: config.trustProxy,
     // Our own ids: an incoming X-Request-Id could be anything, including a way to forge log lines.
@@ -100,7 +100,7 @@ export async function buildServer(parts: ServerParts): Promise<FastifyInstance> 
     // log line, and echoing the whole URL, access_token included (SPEC §3.2). Ours instead.
     frameworkErrors: (error, request, reply) => {
       reply.headers(securityHeaders);
-      reply.raw.once('finish', () => recordRequest(request, reply));
+      recordWhenClosed(request, reply);
       void sendError(error, request, reply);
     },
     // A request Node's parser refuses (headers over the size limit, a malformed line) reaches no
@@ -145,14 +145,7 @@ export async function buildServer(parts: ServerParts): Promise<FastifyInstance> 
   // preflight from its own onRequest hook, which would otherwise go out without these headers.
   app.addHook('onRequest', (request, reply, done) => {
     reply.headers(securityHeaders);
-    // A client that closes the connection before its response is complete gets no onResponse
-    // from fastify: without this, its request would leave no log line, and work queued only
-    // for it would still be done (images/work-queue.ts).
-    reply.raw.once('close', () => {
-      if (reply.raw.writableFinished) return;
-      markEndedEarly(request, refusedByParser.get(reply.raw));
-      recordRequest(request, reply);
-    });
+    recordWhenClosed(request, reply);
     // DNS rebinding: a page on evil.example resolving to 127.0.0.1 would reach the dev issuer.
     if (config.dev && !LOOPBACK_NAMES.test(hostHeaderName(request.headers.host))) {
       done(new AppError('host_not_allowed', 'Dev mode answers loopback host names only'));
@@ -170,15 +163,20 @@ export async function buildServer(parts: ServerParts): Promise<FastifyInstance> 
 
   app.decorateRequest('pixgateState', null);
 
-  app.addHook('onResponse', (request, reply, done) => {
-    recordRequest(request, reply);
-    done();
-  });
+  /**
+   * The request's one log line and its metrics, when its response closes: after it was sent,
+   * or when the connection ended first, which fastify's onResponse never hears of (the line
+   * then says why, and work queued only for this client stops: images/work-queue.ts).
+   */
+  function recordWhenClosed(request: FastifyRequest, reply: FastifyReply): void {
+    reply.raw.once('close', () => {
+      if (!reply.raw.writableFinished) markEndedEarly(request, refusedByParser.get(reply.raw));
+      recordRequest(request, reply);
+    });
+  }
 
   function recordRequest(request: FastifyRequest, reply: FastifyReply): void {
     const state = requestState(request);
-    if (state.recorded) return;
-    state.recorded = true;
     const route = request.routeOptions.url ?? 'unmatched';
     const status = state.endedEarly?.status ?? reply.statusCode;
     const labels = { route, method: request.method, status: String(status) };
