@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { chown, mkdir, mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -29,28 +29,42 @@ interface Exit {
   readonly stderr: string;
 }
 
-/** Who the child runs as: this process's user unless a test asks for `unprivileged`. */
-type RunAs = { readonly uid?: number; readonly gid?: number };
-
 /**
  * Root reads a file whatever its mode, so a test that needs an unreadable file runs the command
- * as nobody (65534), as a user would; its files must then belong to nobody too.
+ * as root without the two capabilities that allow it (setpriv, from util-linux). Not as another
+ * user: that user would need to read the checkout too, which a private clone does not allow.
  */
-const unprivileged: RunAs = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {};
+const OBEYING_FILE_MODES =
+  process.getuid?.() === 0
+    ? [
+        'setpriv',
+        '--inh-caps=-dac_override,-dac_read_search',
+        '--bounding-set=-dac_override,-dac_read_search',
+      ]
+    : [];
 
-/** Gives paths to the `unprivileged` user (nothing to do when the tests do not run as root). */
-async function handOver(...paths: string[]): Promise<void> {
-  const { uid, gid } = unprivileged;
-  if (uid === undefined || gid === undefined) return;
-  for (const path of paths) await chown(path, uid, gid);
+interface SpawnOptions {
+  /** Let file modes apply even when the tests run as root (see OBEYING_FILE_MODES). */
+  readonly obeyFileModes?: boolean;
 }
 
-function spawnCli(args: readonly string[], env: Record<string, string> = {}, as: RunAs = {}): ChildProcess {
-  return spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
+function spawnCli(
+  args: readonly string[],
+  env: Record<string, string> = {},
+  options: SpawnOptions = {},
+): ChildProcess {
+  const [command = process.execPath, ...rest] = [
+    ...(options.obeyFileModes ? OBEYING_FILE_MODES : []),
+    process.execPath,
+    '--import',
+    'tsx',
+    'src/cli/main.ts',
+    ...args,
+  ];
+  return spawn(command, rest, {
     cwd: REPO,
     env: { ...BASE_ENV, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
-    ...as,
   });
 }
 
@@ -74,8 +88,8 @@ function collect(child: ChildProcess): () => { stdout: string; stderr: string } 
   return () => ({ stdout, stderr });
 }
 
-const run = (args: readonly string[], env: Record<string, string> = {}, as: RunAs = {}) =>
-  exited(spawnCli(args, env, as));
+const run = (args: readonly string[], env: Record<string, string> = {}, options: SpawnOptions = {}) =>
+  exited(spawnCli(args, env, options));
 
 interface Running {
   readonly url: string;
@@ -463,12 +477,11 @@ describe('import failures', () => {
         .toBuffer();
       await writeFile(join(source, 'good.png'), png);
       await writeFile(join(source, 'locked.png'), png, { mode: 0o000 });
-      await handOver(home, source, dataDir, join(source, 'good.png'), join(source, 'locked.png'));
 
       const exit = await run(
         ['import', source, '--owner', 'alice'],
         { PIXGATE_DATA_DIR: dataDir },
-        unprivileged,
+        { obeyFileModes: true },
       );
       expect(exit.stderr).not.toContain("Unhandled 'error' event");
       expect(exit.code).toBe(1);
