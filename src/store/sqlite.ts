@@ -3,6 +3,7 @@ import { dirname, resolve } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { Kysely, SqliteDialect } from 'kysely';
 import type { Database } from './database.js';
+import { failClosed } from './fail-closed.js';
 import { createKyselyStore } from './kysely-store.js';
 import { migrateToLatest } from './migrate.js';
 import type { Store } from './store.js';
@@ -71,5 +72,5 @@ export async function openSqliteStore(path: string): Promise<Store> {
     const reason = error instanceof Error ? error.message : String(error);
     throw new Error(`Cannot open the SQLite database at ${path}: ${reason}`, { cause: error });
   }
-  return createKyselyStore(db);
+  return failClosed(createKyselyStore(db));
 }

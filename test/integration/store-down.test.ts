@@ -1,0 +1,97 @@
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import BetterSqlite3 from 'better-sqlite3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { synth } from '../helpers/images.js';
+import { startTestServer, type TestServer, uploadImage } from '../helpers/pixgate.js';
+
+/**
+ * SPEC §4: when something a security decision needs is down (here the metadata store, which
+ * holds share links and their view budgets), the answer is 503, fail closed: never 200, never
+ * a 500 as if it were a bug. The store is made to fail for real: another connection holds
+ * SQLite's write lock, as a long transaction of another process on the same file would, so the
+ * server's writes fail with SQLITE_BUSY once its busy timeout (5 s) has passed.
+ */
+
+let server: TestServer;
+let alice: string;
+let photo: Buffer;
+
+beforeAll(async () => {
+  server = await startTestServer({ dev: true });
+  alice = await server.token('alice', 'images:read images:write');
+  photo = (await synth('png', 300, 200)).body;
+});
+afterAll(() => server.destroy());
+
+async function files(dir: string): Promise<string[]> {
+  const entries = await readdir(join(server.dataDir, dir), { recursive: true, withFileTypes: true });
+  return entries.filter((entry) => entry.isFile()).map((entry) => entry.name);
+}
+
+/** Holds the database's write lock from another connection until `release`. */
+function holdWriteLock(): { release(): void } {
+  const holder = new BetterSqlite3(join(server.dataDir, 'pixgate.db'));
+  holder.exec('BEGIN IMMEDIATE');
+  return {
+    release() {
+      holder.exec('ROLLBACK');
+      holder.close();
+    },
+  };
+}
+
+const unavailable = { error: { code: 'unavailable', message: 'The metadata store is unavailable' } };
+
+describe('metadata store down', () => {
+  it('a share link whose view cannot be counted is a 503, then works once the store is back', async () => {
+    const auth = { authorization: `Bearer ${alice}` };
+    const { id } = await uploadImage(server, alice, photo);
+    const made = await fetch(`${server.url}/v1/images/${id}/links`, {
+      method: 'POST',
+      headers: { ...auth, 'content-type': 'application/json' },
+      body: JSON.stringify({ ttlSeconds: 3600, maxViews: 1 }),
+    });
+    expect(made.status).toBe(201);
+    const { url } = (await made.json()) as { url: string };
+
+    const lock = holdWriteLock();
+    let refused: Response;
+    try {
+      refused = await fetch(`${server.url}${url}?w=50`);
+    } finally {
+      lock.release();
+    }
+    expect(refused.status).toBe(503);
+    expect(refused.headers.get('cache-control')).toBe('no-store');
+    expect(await refused.json()).toEqual(unavailable);
+    // The operator learns why; the line is a refusal, not a bug with a stack.
+    const line = server.logs.find((text) => text.includes('"code":"unavailable"') && text.includes('/s/'));
+    expect(line).toContain('SQLITE_BUSY');
+    expect(line).not.toContain('"stack"');
+
+    // The refused request took nothing from the budget of one view.
+    const served = await fetch(`${server.url}${url}?w=50`);
+    expect(served.status).toBe(200);
+    expect((await fetch(`${server.url}${url}?w=50`)).status).toBe(404);
+  });
+
+  it('an upload that cannot be recorded is a 503 and keeps nothing', async () => {
+    const before = await files('originals');
+    const lock = holdWriteLock();
+    let refused: Response;
+    try {
+      refused = await fetch(`${server.url}/v1/images`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${alice}`, 'content-type': 'image/png' },
+        body: photo,
+      });
+    } finally {
+      lock.release();
+    }
+    expect(refused.status).toBe(503);
+    expect(await refused.json()).toEqual(unavailable);
+    expect(await files('originals')).toEqual(before);
+    expect(await files('tmp')).toEqual([]);
+  });
+});
