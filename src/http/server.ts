@@ -65,6 +65,15 @@ function hostHeaderName(host: string | undefined): string {
   return host.split(':', 1)[0] ?? '';
 }
 
+/**
+ * PIXGATE_TRUST_PROXY trusts one proxy, the peer pixgate talks to, and no address before it:
+ * the client IP is the last X-Forwarded-For entry (the one that proxy wrote), X-Forwarded-Proto
+ * and -Host their last values. fastify's `true` would trust every hop and take the first entry,
+ * which a client behind a proxy that appends (nginx's $proxy_add_x_forwarded_for, AWS ALB)
+ * writes itself: a fresh one per request would escape every per-IP limit.
+ */
+const trustOneProxy = (_address: string, hop: number) => hop === 0;
+
 function requestIds(): () => string {
   const prefix = randomUUID().slice(0, 8);
   let count = 0;
@@ -84,7 +93,7 @@ export async function buildServer(parts: ServerParts): Promise<FastifyInstance> 
     loggerInstance: logger as FastifyBaseLogger,
     // One line per request, written when its response closes (recordWhenClosed below).
     logController: new LogController({ disableRequestLogging: true }),
-    trustProxy: config.trustProxy,
+    trustProxy: config.trustProxy ? trustOneProxy : false,
     // Our own ids: an incoming X-Request-Id could be anything, including a way to forge log lines.
     // A random prefix per process and a counter: practically unique across restarts and
     // instances, and cheaper than a UUID per request on the cached path.

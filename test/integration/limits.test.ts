@@ -178,6 +178,27 @@ describe('rate limit behind a trusted proxy', () => {
       await server.destroy();
     }
   });
+
+  it('trusts the proxy only: an address the client wrote before the one the proxy added is not its IP', async () => {
+    // A proxy that appends (nginx's $proxy_add_x_forwarded_for, AWS ALB) passes on whatever the
+    // client sent first: were the leftmost entry the client, any client could pick a fresh one
+    // per request and never be limited.
+    const server = await startTestServer({ dev: true, rateLimit: 2, scrapeLimit: 0, trustProxy: true });
+    try {
+      const alice = await server.token('alice', 'images:write');
+      const id = await uploadId(server, alice);
+      const statuses: number[] = [];
+      for (let i = 1; i <= 3; i++) {
+        const response = await fetch(`${server.url}/v1/images/${id}?w=10`, {
+          headers: { 'x-forwarded-for': `10.9.9.${i}, 198.51.100.8` },
+        });
+        statuses.push(response.status);
+      }
+      expect(statuses).toEqual([200, 200, 429]);
+    } finally {
+      await server.destroy();
+    }
+  });
 });
 
 describe('scrape limit', () => {
