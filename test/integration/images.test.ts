@@ -357,6 +357,14 @@ describe('listing, changing and deleting', () => {
     expect(seen).toEqual([...mine].reverse());
   });
 
+  it('takes the route as SPEC §4 writes it, empty values meaning the defaults', async () => {
+    const { response, body } = await get('/v1/images?owner=&cursor=&limit=', auth(carol));
+    expect(response.status).toBe(200);
+    const json = JSON.parse(body.toString()) as { items: Array<{ id: string }>; nextCursor: string | null };
+    expect(json.items.map((item) => item.id)).toEqual([...mine].reverse());
+    expect(json.nextCursor).toBeNull();
+  });
+
   it.each([
     ['limit=0', 'Expected integer 1..100 for limit but received "0"'],
     ['limit=101', 'Expected integer 1..100 for limit but received "101"'],

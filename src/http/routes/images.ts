@@ -173,11 +173,12 @@ export function registerImageRoutes(app: FastifyInstance, options: ImageRoutesOp
     const caller = await identify(request, { allowQuery: false, query });
     const params = readParams(query, ['owner', 'cursor', 'limit']);
     await limits.request(requesterOf(request, caller));
-    const ownerParam = params.get('owner') ?? 'me';
+    // An empty value is the default, as SPEC §4 writes the route: `?owner=me&cursor=&limit=`.
+    const ownerParam = params.get('owner') || 'me';
     const principal = caller.principal;
     const owner = ownerParam === 'me' && principal ? principal.subject : ownerParam;
     authorizeList(principal, owner);
-    const limitText = params.get('limit') ?? '50';
+    const limitText = params.get('limit') || '50';
     if (!/^[1-9]\d{0,2}$/.test(limitText) || Number(limitText) > 100) {
       throw new AppError(
         'invalid_request',
