@@ -39,8 +39,15 @@ async function post(body: RequestInit['body'], type?: string) {
 
 /** Nothing kept: no original file, no temp file, no row. */
 async function expectNothingKept(): Promise<void> {
-  const originals = await readdir(join(server.dataDir, 'originals'), { recursive: true }).catch(() => []);
-  expect(originals.filter((name) => !name.includes('/') && name.length > 2)).toEqual([]);
+  // Originals sit in a fan-out folder (originals/XX/ID): every file at any depth counts, and the
+  // folders an earlier, deleted upload left behind do not.
+  const entries = await readdir(join(server.dataDir, 'originals'), {
+    recursive: true,
+    withFileTypes: true,
+  }).catch(() => []);
+  expect(
+    entries.filter((entry) => !entry.isDirectory()).map((entry) => join(entry.parentPath, entry.name)),
+  ).toEqual([]);
   expect(await readdir(join(server.dataDir, 'tmp')).catch(() => [])).toEqual([]);
   const list = await fetch(`${server.url}/v1/images?limit=100`, {
     headers: { authorization: `Bearer ${token}` },
