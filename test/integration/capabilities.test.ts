@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { synth } from '../helpers/images.js';
+import { startJwksServer } from '../helpers/jwks-server.js';
 import { rawRequest } from '../helpers/net.js';
 import { startTestServer, type TestServer, uploadImage } from '../helpers/pixgate.js';
 
@@ -256,22 +257,30 @@ describe('signed URLs', () => {
   });
 
   it('answer a clear error when no key is configured', async () => {
+    // Not dev mode, which makes a key of its own: a real issuer (JWKS over HTTP) and no
+    // PIXGATE_SIGNING_KEYS, so an authorized owner reaches the signing step and is told why not.
+    const issuer = await startJwksServer();
     const plain = await startTestServer({
-      issuer: 'https://issuer.test',
-      audience: 'pixgate',
-      jwksUrl: 'http://127.0.0.1:9/jwks',
+      issuer: issuer.issuer,
+      audience: issuer.audience,
+      jwksUrl: issuer.jwksUrl,
     });
     try {
-      // No token can be verified here (no issuer runs): the 401 comes first, as it should; the
-      // unit test of signed-url.ts covers sign() without a key.
-      const response = await fetch(`${plain.url}/v1/images/AAAAAAAAAAAAAAAAAAAAAA/signed-urls`, {
+      const token = await issuer.sign({ claims: { sub: 'alice', scope: 'images:read images:write' } });
+      const { id } = await uploadImage(plain, token, photo);
+      const response = await fetch(`${plain.url}/v1/images/${id}/signed-urls`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: '{}',
+        headers: auth(token, { 'content-type': 'application/json' }),
+        body: JSON.stringify({ transform: { w: 50 } }),
       });
-      expect(response.status).toBe(401);
+      expect(response.status).toBe(501);
+      expect(response.headers.get('cache-control')).toBe('no-store');
+      const { error } = (await response.json()) as { error: { code: string; message: string } };
+      expect(error.code).toBe('not_configured');
+      expect(error.message).toContain('PIXGATE_SIGNING_KEYS');
     } finally {
       await plain.destroy();
+      await issuer.close();
     }
   });
 });
