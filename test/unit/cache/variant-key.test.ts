@@ -35,8 +35,15 @@ describe('variantKey', () => {
     const b = variantKey(image, 'w=360', 'webp', 's');
     const c = variantKey(image, 'w=360\n4:webp', '', 's');
     expect(new Set([a.hash, b.hash, c.hash]).size).toBe(3);
-    // Lengths are in UTF-8 bytes, not UTF-16 units.
-    expect(variantKey(image, 'é', 'x', 's').hash).not.toBe(variantKey(image, 'e\u0301', 'x', 's').hash);
+  });
+
+  it('counts lengths in UTF-8 bytes, not UTF-16 units', () => {
+    // 'é' is 2 bytes and 1 UTF-16 unit, '😀' 4 bytes and 2 units: 'text=é😀' is 11 bytes, 8 units.
+    const key = variantKey(image, 'text=é😀', 'webp', 'wm=©');
+    const expected = createHash('sha256')
+      .update('pixgate-variant-v2\n22:Zm9vYmFyYmF6cXV4cXV1eA\n1:1\n11:text=é😀\n4:webp\n5:wm=©\n', 'utf8')
+      .digest('base64url');
+    expect(key.hash).toBe(expected);
   });
 
   it('refuses ids that are not base64url and bad versions', () => {
