@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Principal } from '../../../src/auth/principal.js';
 import { AppError } from '../../../src/errors.js';
+import { predictOutputSize } from '../../../src/images/output-size.js';
 import type { Transform } from '../../../src/images/types.js';
 import {
   authorizeChange,
@@ -49,15 +50,32 @@ const small: Transform = { w: 200, fit: 'inside', format: 'webp' };
 
 type Outcome = 'original' | 'variant' | 'clamped' | 401 | 404;
 
-function outcome(run: () => ReturnType<typeof authorizeView>): Outcome {
+/**
+ * What authorizeView answers. A clamped preview is checked by what it makes, not by its flag:
+ * the output size predicted for its transform (as the pipeline will make it) fits previewMax on
+ * both sides, or the test fails here.
+ */
+function outcome(
+  who: Principal | null,
+  source: ImageRecord | undefined,
+  requested: Transform | null,
+  policy: PolicyOptions = options,
+): Outcome {
   try {
-    const decision = run();
+    const decision = authorizeView(who, source, requested, policy);
     if (decision.kind === 'original') return 'original';
+    if (decision.isClamped) expectWithinPreview(source as ImageRecord, decision.transform, policy);
     return decision.isClamped ? 'clamped' : 'variant';
   } catch (error) {
     if (error instanceof AppError && (error.status === 401 || error.status === 404)) return error.status;
     throw error;
   }
+}
+
+function expectWithinPreview(source: ImageRecord, transform: Transform, policy: PolicyOptions): void {
+  const size = predictOutputSize(source, transform);
+  expect(size.width, JSON.stringify(transform)).toBeLessThanOrEqual(policy.previewMax);
+  expect(size.height, JSON.stringify(transform)).toBeLessThanOrEqual(policy.previewMax);
 }
 
 // Every cell of SPEC §2's table, for three requests: the original (no parameters), a variant
@@ -82,37 +100,36 @@ describe('authorizeView: the table of SPEC §2', () => {
   for (const [caller, visibility, original, large, within] of table) {
     it(`${caller} × ${visibility}: original → ${original}, w=1000 → ${large}, w=200 → ${within}`, () => {
       const who = callers[caller];
-      expect(outcome(() => authorizeView(who, image(visibility), null, options))).toBe(original);
-      expect(outcome(() => authorizeView(who, image(visibility), big, options))).toBe(large);
-      expect(outcome(() => authorizeView(who, image(visibility), small, options))).toBe(within);
+      expect(outcome(who, image(visibility), null)).toBe(original);
+      expect(outcome(who, image(visibility), big)).toBe(large);
+      expect(outcome(who, image(visibility), small)).toBe(within);
     });
   }
 
   it('anonymous previews when previewAnonymous is on, and still 401 for private', () => {
     const on = { ...options, previewAnonymous: true };
-    expect(outcome(() => authorizeView(null, image('preview'), big, on))).toBe('clamped');
-    expect(outcome(() => authorizeView(null, image('preview'), null, on))).toBe('clamped');
-    expect(outcome(() => authorizeView(null, image('private'), big, on))).toBe(401);
+    expect(outcome(null, image('preview'), big, on)).toBe('clamped');
+    expect(outcome(null, image('preview'), null, on)).toBe('clamped');
+    expect(outcome(null, image('private'), big, on)).toBe(401);
   });
 
   it('a missing image is 404 for a user and 401 for the anonymous, like a private one', () => {
-    expect(outcome(() => authorizeView(callers.other, undefined, null, options))).toBe(404);
-    expect(outcome(() => authorizeView(callers.owner, undefined, null, options))).toBe(404);
-    expect(outcome(() => authorizeView(null, undefined, null, options))).toBe(401);
+    expect(outcome(callers.other, undefined, null)).toBe(404);
+    expect(outcome(callers.owner, undefined, null)).toBe(404);
+    expect(outcome(null, undefined, null)).toBe(401);
   });
 
   it('a clamped preview has both sides within previewMax', () => {
+    const source = image('preview');
     const decision = authorizeView(
       callers.other,
-      image('preview'),
+      source,
       { w: 2000, h: 2000, fit: 'cover', format: 'auto' },
       options,
     );
-    expect(decision.kind).toBe('variant');
+    expect(decision).toMatchObject({ kind: 'variant', isClamped: true });
     if (decision.kind !== 'variant') return;
-    expect(decision.isClamped).toBe(true);
-    expect(decision.transform.w ?? 0).toBeLessThanOrEqual(360);
-    expect(decision.transform.h ?? 0).toBeLessThanOrEqual(360);
+    expectWithinPreview(source, decision.transform, options);
     expect(decision.transform.fit).toBe('cover');
   });
 
