@@ -122,6 +122,18 @@ describe('preview refinements', () => {
     expect(thumb.response.status).toBe(200);
     const meta = await sharp(thumb.body).metadata();
     expect([meta.width, meta.height]).toEqual([100, 100]);
+    // thumb is w=100 h=100 fit=cover on the 800 × 600 original: an explicit w widens the box
+    // (200 × 100, cropped), an explicit fit=inside keeps the 4:3 shape within it (100 × 75).
+    for (const [query, size] of [
+      ['preset=thumb&w=200', [200, 100]],
+      ['w=200&preset=thumb', [200, 100]],
+      ['preset=thumb&fit=inside', [100, 75]],
+    ] as const) {
+      const overridden = await fetchImage(`/v1/images/${id}?${query}`, alice);
+      expect(overridden.response.status, query).toBe(200);
+      const { width, height } = await sharp(overridden.body).metadata();
+      expect([width, height], query).toEqual(size);
+    }
     const unknown = await fetchImage(`/v1/images/${id}?preset=huge`, alice);
     expect(unknown.response.status).toBe(400);
     expect(JSON.parse(unknown.body.toString())).toEqual({
