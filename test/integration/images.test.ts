@@ -95,7 +95,19 @@ describe('upload and the original', () => {
     expect(response.headers.get('content-type')).toBe('image/jpeg');
     expect(body.equals(photo)).toBe(true);
     expect(response.headers.get('cache-control')).toBe('private, max-age=3600');
-    expect(response.headers.get('etag')).toMatch(/^"[A-Za-z0-9_-]+"$/);
+    const etag = response.headers.get('etag') as string;
+    expect(etag).toMatch(/^"[A-Za-z0-9_-]+"$/);
+    // SPEC §4: Vary: Accept on every image response, the original too (its JSON form depends on
+    // Accept), for HEAD and for a 304 alike.
+    expect(response.headers.get('vary')).toBe('Accept');
+    const head = await fetch(`${server.url}/v1/images/${id}`, { method: 'HEAD', headers: auth(alice) });
+    expect(head.status).toBe(200);
+    expect(head.headers.get('vary')).toBe('Accept');
+    expect(head.headers.get('etag')).toBe(etag);
+    expect((await head.arrayBuffer()).byteLength).toBe(0);
+    const again = await get(`/v1/images/${id}`, auth(alice, { 'if-none-match': etag }));
+    expect(again.response.status).toBe(304);
+    expect(again.response.headers.get('vary')).toBe('Accept');
   });
 
   it('reads the orientation: a sideways-stored JPEG is described and served upright', async () => {
