@@ -20,8 +20,9 @@ export interface InspectLimits {
   readonly maxFrames: number;
 }
 
+/** sharp's format names; `heif` is the container of AVIF (AV1) and of HEIC (HEVC). */
 const ALLOWED = new Set(['jpeg', 'png', 'webp', 'gif', 'heif', 'tiff', 'svg']);
-const EXPECTED = 'expected JPEG, PNG, WebP, GIF, AVIF, HEIF, TIFF or SVG';
+const EXPECTED = 'expected JPEG, PNG, WebP, GIF, AVIF, TIFF or SVG';
 /** ThumbHash encodes at most 100×100. */
 const PLACEHOLDER_SIDE = 100;
 
@@ -37,7 +38,15 @@ export async function inspectBytes(input: Buffer, options: InspectLimits): Promi
   if (!ALLOWED.has(meta.format)) {
     throw new AppError('unsupported_media_type', `Unsupported image format "${meta.format}": ${EXPECTED}`);
   }
-  const format = meta.format === 'heif' && meta.compression === 'av1' ? 'avif' : meta.format;
+  // sharp's libvips has no HEVC decoder (patents): an iPhone's HEIC photo would fail later as
+  // if it were corrupt. Said plainly instead.
+  if (meta.format === 'heif' && meta.compression !== 'av1') {
+    throw new AppError(
+      'unsupported_media_type',
+      `HEIC (${meta.compression?.toUpperCase() ?? 'not AV1'}) images are not supported; convert to JPEG or AVIF: ${EXPECTED}`,
+    );
+  }
+  const format = meta.format === 'heif' ? 'avif' : meta.format;
   const pages = meta.pages ?? 1;
   if (meta.width * meta.height * pages > options.maxInputPixels) {
     throw tooManyPixels(meta.width, meta.height, pages, options.maxInputPixels);

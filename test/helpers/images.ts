@@ -178,3 +178,48 @@ export function multiPageTiff(sizes: ReadonlyArray<readonly [number, number]>): 
   });
   return Buffer.concat(parts);
 }
+
+/**
+ * The header of a HEIC photo (HEVC in a HEIF container, as iPhones take them), made from a
+ * sharp AVIF by rewriting its boxes: the item type `av01` becomes `hvc1`, the `av1C` property an
+ * `hvcC` one (a minimal HEVC decoder configuration), and every size and offset after it moves by
+ * the difference. libheif reads it as HEIF with HEVC compression; there is no HEVC encoder here
+ * (nor a decoder in sharp's libvips) to make a real one.
+ */
+export async function heicHeader(): Promise<Buffer> {
+  const avif = await sharp({ create: { width: 64, height: 48, channels: 3, background: grey } })
+    .avif()
+    .toBuffer();
+  const hvcC = Buffer.from([
+    ...[0, 0, 0, 31, ...Buffer.from('hvcC')],
+    ...[1, 0x01, 0x60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 90, 0xf0, 0, 0xfc, 0xfd, 0xf8, 0xf8, 0, 0, 0x0f, 0],
+  ]);
+  const av1C = avif.indexOf('av1C') - 4;
+  const av1CSize = avif.readUInt32BE(av1C);
+  const delta = hvcC.length - av1CSize;
+  const heic = Buffer.concat([avif.subarray(0, av1C), hvcC, avif.subarray(av1C + av1CSize)]);
+  // The boxes that contain the property grow with it.
+  for (const type of ['meta', 'iprp', 'ipco']) {
+    const at = heic.indexOf(type) - 4;
+    heic.writeUInt32BE(heic.readUInt32BE(at) + delta, at);
+  }
+  // iloc (version 0, 4-byte offsets and lengths, as sharp writes it): data offsets into mdat.
+  const iloc = heic.indexOf('iloc') + 4;
+  if (heic[iloc] !== 0 || heic[iloc + 4] !== 0x44) throw new Error('heicHeader: unexpected iloc layout');
+  const baseSize = (heic[iloc + 5] ?? 0) >> 4;
+  const shift = (offset: number) => heic.writeUInt32BE(heic.readUInt32BE(offset) + delta, offset);
+  let at = iloc + 8;
+  for (let items = heic.readUInt16BE(iloc + 6); items > 0; items--) {
+    at += 4; // item id, data reference index
+    // Extent offsets are relative to a base offset when there is one, else absolute.
+    const base = baseSize === 4 ? heic.readUInt32BE(at) : 0;
+    if (base > 0) shift(at);
+    at += baseSize;
+    const extents = heic.readUInt16BE(at);
+    at += 2;
+    for (let extent = 0; extent < extents; extent++, at += 8) if (base === 0) shift(at);
+  }
+  heic.write('hvc1', heic.indexOf('av01'), 'latin1');
+  heic.write('heic', 8, 'latin1'); // the major brand
+  return heic;
+}

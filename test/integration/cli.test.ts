@@ -361,7 +361,7 @@ describe('import', () => {
     const skipped = skippedByReason(exit.stdout);
     expect(skipped).toEqual(
       new Map([
-        ['Not an image: expected JPEG, PNG, WebP, GIF, AVIF, HEIF, TIFF or SVG', ['notes.txt']],
+        ['Not an image: expected JPEG, PNG, WebP, GIF, AVIF, TIFF or SVG', ['notes.txt']],
         ['The upload is empty', ['empty.jpg']],
         ['The image is corrupt or truncated', [join('trip', 'cut.jpg')]],
       ]),

@@ -6,7 +6,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openStorage } from '../../src/main.js';
 import { eventually } from '../helpers/eventually.js';
-import { photoWithGps, pngBomb, synth } from '../helpers/images.js';
+import { heicHeader, photoWithGps, pngBomb, synth } from '../helpers/images.js';
 import { startTestServer, type TestServer } from '../helpers/pixgate.js';
 import { mountReadOnly, mountTinyDisk } from '../helpers/tiny-disk.js';
 
@@ -99,6 +99,17 @@ describe('refused uploads keep nothing', () => {
     const result = await post(Buffer.from('this is plain text, not a PNG at all'), 'image/png');
     expect(result.status).toBe(415);
     expect(result.json.error?.code).toBe('unsupported_media_type');
+    await expectNothingKept();
+  });
+
+  it('415 for a HEIC photo, saying so: HEVC cannot be decoded here, so it is no corrupt image', async () => {
+    const result = await post(await heicHeader(), 'image/heic');
+    expect(result.status).toBe(415);
+    expect(result.json.error).toEqual({
+      code: 'unsupported_media_type',
+      message:
+        'HEIC (HEVC) images are not supported; convert to JPEG or AVIF: expected JPEG, PNG, WebP, GIF, AVIF, TIFF or SVG',
+    });
     await expectNothingKept();
   });
 
