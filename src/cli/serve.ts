@@ -1,5 +1,26 @@
+import { resolve } from 'node:path';
+import { DEV_AUDIENCE, DEV_ISSUER } from '../config/load.js';
+import type { Config } from '../config/schema.js';
 import { startPixgate } from '../main.js';
 import type { CommandContext } from './args.js';
+
+/** A word the shell reads as it is, or that word in single quotes. */
+const shellWord = (word: string) =>
+  /^[\w./:@%+=-]+$/.test(word) ? word : `'${word.replaceAll("'", `'\\''`)}'`;
+
+/**
+ * The `pixgate token` command that mints a token this dev server accepts, with every setting it
+ * needs that was not the default: the data dir (the issuer's key is there) and the issuer and
+ * audience. They may have come from a config file or the environment, which the shell the user
+ * pastes the command into need not have.
+ */
+function tokenCommand(config: Config): string {
+  const words = ['npx', 'pixgate', 'token', '--sub', 'alice'];
+  if (config.dataDir !== resolve('data')) words.push('--data-dir', config.dataDir);
+  if (config.issuer !== DEV_ISSUER) words.push('--issuer', config.issuer ?? '');
+  if (config.audience !== DEV_AUDIENCE) words.push('--audience', config.audience ?? '');
+  return words.map(shellWord).join(' ');
+}
 
 /** `pixgate serve` and `pixgate dev`: run until SIGINT/SIGTERM, then close cleanly. */
 export async function runServe(context: CommandContext, purpose: 'serve' | 'dev'): Promise<number> {
@@ -21,7 +42,7 @@ export async function runServe(context: CommandContext, purpose: 'serve' | 'dev'
   pixgate.server.log.info({ url: pixgate.url, dev: config.dev }, 'pixgate listening');
   if (config.dev) {
     process.stderr.write(
-      `  demo page: ${pixgate.url.replace('127.0.0.1', 'localhost')}/ — or get a token with: npx pixgate token --sub alice
+      `  demo page: ${pixgate.url.replace('127.0.0.1', 'localhost')}/ — or get a token with: ${tokenCommand(config)}
 
 `,
     );

@@ -575,6 +575,18 @@ describe('dev', () => {
     expect(dev.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
   });
 
+  it('prints a token command that works as printed, in a shell without its settings', async () => {
+    const printed = /get a token with: npx pixgate (token .*)$/m.exec(dev.output().stderr)?.[1];
+    // The server's data dir came from the environment; the command must carry it itself.
+    expect(printed).toBe(`token --sub alice --data-dir ${devDataDir}`);
+    const minted = await run((printed ?? '').split(' '));
+    expect(minted.code).toBe(0);
+    const listed = await fetch(`${dev.url}/v1/images`, {
+      headers: { authorization: `Bearer ${minted.stdout.trim()}` },
+    });
+    expect(listed.status).toBe(200);
+  });
+
   it('answers only requests whose Host is a loopback name (DNS rebinding)', async () => {
     const healthz = `${dev.url}/healthz`;
     for (const host of ['evil.example', `evil.example:${dev.port}`, '127.0.0.2', 'localhost.evil.example']) {
