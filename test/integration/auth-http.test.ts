@@ -12,6 +12,7 @@ import { type JwksServer, type SignOptions, startJwksServer } from '../helpers/j
 import { rawRequest } from '../helpers/net.js';
 import { type OidcProvider, startOidcProvider } from '../helpers/oidc-provider.js';
 import { type Settings, startTestServer, type TestServer, uploadImage } from '../helpers/pixgate.js';
+import { type ResponseShape, shape } from '../helpers/response-shape.js';
 
 const METRICS_TOKEN = 'metrics-secret-0123456789';
 const READ_WRITE = 'images:read images:write';
@@ -97,12 +98,6 @@ const expectInvalidToken = (response: Response) =>
     message: messages.invalidToken,
     challenge: INVALID_TOKEN_CHALLENGE,
   });
-
-/** Everything a client can see of a response but the Date header. */
-async function shape(response: Response) {
-  const headers = [...response.headers].filter(([name]) => name !== 'date');
-  return { status: response.status, headers, body: await response.text() };
-}
 
 /** One counter value from the Prometheus text (0 when the series does not exist yet). */
 function counter(metrics: string, series: string): number {
@@ -290,7 +285,7 @@ describe('authentication over HTTP', () => {
     ];
 
     // Every refusal must look exactly like this one, down to the headers.
-    let reference: Awaited<ReturnType<typeof shape>>;
+    let reference: ResponseShape;
 
     beforeAll(async () => {
       reference = await shape(await fetch(imageUrl, { headers: bearer('not-a-jwt') }));
