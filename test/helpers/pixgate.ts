@@ -6,6 +6,7 @@ import { loadDevIssuer } from '../../src/auth/dev-issuer.js';
 import type { Clock } from '../../src/clock.js';
 import { loadConfig, settingNames } from '../../src/config/load.js';
 import type { Config } from '../../src/config/schema.js';
+import { uploadKey } from '../../src/images/ingest.js';
 import { createLogger } from '../../src/logger.js';
 import { type Pixgate, startPixgate } from '../../src/main.js';
 
@@ -114,4 +115,21 @@ export async function uploadImage(
   const text = await response.text();
   if (response.status !== 201) throw new Error(`upload answered ${response.status}: ${text}`);
   return JSON.parse(text) as { id: string } & Record<string, unknown>;
+}
+
+/**
+ * Stops `server`, deletes the uploaded original of image `id` and the whole variant cache directory
+ * (the memory layer goes with the process), and starts again on the same data dir: from then on no
+ * variant of `id` can be found or made, so only an answer decided before any processing (a 304)
+ * can still succeed. File origin and disk cache only.
+ */
+export async function restartWithoutVariants(server: TestServer, id: string): Promise<TestServer> {
+  const { storage, cache } = server.config;
+  if (!storage.startsWith('file:') || !cache.startsWith('file:')) {
+    throw new Error('test helper: restartWithoutVariants needs a file origin and a disk cache');
+  }
+  await server.close();
+  await rm(join(storage.slice('file:'.length), uploadKey(id)));
+  await rm(cache.slice('file:'.length), { recursive: true });
+  return server.restart();
 }

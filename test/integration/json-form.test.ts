@@ -1,7 +1,7 @@
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { synth } from '../helpers/images.js';
-import { startTestServer, type TestServer } from '../helpers/pixgate.js';
+import { restartWithoutVariants, startTestServer, type TestServer, uploadImage } from '../helpers/pixgate.js';
 
 /** The JSON (data URI) form over real HTTP (SPEC §3.4): shape, negotiation, ETags, the cap. */
 
@@ -84,6 +84,29 @@ describe('Accept: application/json', () => {
     expect((await get(path, { accept: 'application/json', 'if-none-match': bytesEtag })).status).toBe(200);
     expect((await get(path, { 'if-none-match': jsonEtag })).status).toBe(200);
     expect((await get(path, { 'if-none-match': bytesEtag })).status).toBe(304);
+  });
+
+  it('is revalidated before any processing, like the bytes: 304 for a form nothing can make any more', async () => {
+    let own = await startTestServer({ dev: true });
+    try {
+      const token = await own.token('alice');
+      const { id: ownId } = await uploadImage(own, token, (await synth('png', 80, 60)).body);
+      const path = `/v1/images/${ownId}?w=40&format=png`;
+      const headers = { authorization: `Bearer ${token}`, accept: 'application/json' };
+      const etag = (await fetch(`${own.url}${path}`, { headers })).headers.get('etag') as string;
+      expect(etag).toMatch(/^"[^"]+"$/);
+      // No original, no cached variant, no process memory: only the ETag can answer now.
+      own = await restartWithoutVariants(own, ownId);
+      const revalidated = await fetch(`${own.url}${path}`, {
+        headers: { ...headers, 'if-none-match': etag },
+      });
+      expect(revalidated.status).toBe(304);
+      expect(revalidated.headers.get('etag')).toBe(etag);
+      // The control: asked for the form itself, the server has nothing to make it from.
+      expect((await fetch(`${own.url}${path}`, { headers })).status).toBe(404);
+    } finally {
+      await own.destroy();
+    }
   });
 
   it('is a 422 output_too_large over PIXGATE_JSON_MAX_BYTES, for a variant and the original', async () => {
