@@ -60,3 +60,60 @@ export function rawRequest(
     });
   });
 }
+
+/**
+ * A request whose head announces a body (Content-Length among `lines`) of which only `firstBytes`
+ * are sent; the rest never is. Answers the response that arrives meanwhile (status, headers as
+ * rawRequest's, body), or fails after `waitMs` without one: a server that reads the body before
+ * refusing the request waits for the rest forever. For "refused before reading the body".
+ */
+export function requestWithBodyHeld(
+  url: string,
+  lines: string[],
+  firstBytes: Buffer,
+  waitMs = 3000,
+): Promise<{ status: number; headers: Record<string, string>; body: string }> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(port), hostname, () => {
+      socket.write(`${[...lines, `Host: ${hostname}:${port}`].join('\r\n')}\r\n\r\n`);
+      socket.write(firstBytes);
+    });
+    const fail = (error: Error) => {
+      clearTimeout(timer);
+      socket.destroy();
+      reject(error);
+    };
+    const timer = setTimeout(
+      () => fail(new Error(`no answer within ${waitMs} ms while the rest of the body was held back`)),
+      waitMs,
+    );
+    let answer = '';
+    /** Resolves once the head and the whole announced body are in (`ended`: whatever is in). */
+    const settle = (ended: boolean) => {
+      const end = answer.indexOf('\r\n\r\n');
+      if (end === -1) {
+        if (ended) fail(new Error(`connection closed without an answer: ${JSON.stringify(answer)}`));
+        return;
+      }
+      const [statusLine = '', ...fields] = answer.slice(0, end).split('\r\n');
+      const headers: Record<string, string> = {};
+      for (const field of fields) {
+        const colon = field.indexOf(':');
+        headers[field.slice(0, colon).trim().toLowerCase()] = field.slice(colon + 1).trim();
+      }
+      const body = answer.slice(end + 4);
+      if (!ended && body.length < Number(headers['content-length'] ?? Number.POSITIVE_INFINITY)) return;
+      clearTimeout(timer);
+      socket.destroy();
+      resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(statusLine)?.[1] ?? Number.NaN), headers, body });
+    };
+    socket.setEncoding('latin1');
+    socket.on('data', (chunk: string) => {
+      answer += chunk;
+      settle(false);
+    });
+    socket.on('end', () => settle(true));
+    socket.on('error', fail);
+  });
+}

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openStorage } from '../../src/main.js';
 import { eventually } from '../helpers/eventually.js';
 import { heicHeader, photoWithGps, pngBomb, synth } from '../helpers/images.js';
+import { requestWithBodyHeld } from '../helpers/net.js';
 import { startTestServer, type TestServer } from '../helpers/pixgate.js';
 import { mountReadOnly, mountTinyDisk } from '../helpers/tiny-disk.js';
 
@@ -57,11 +58,33 @@ async function expectNothingKept(): Promise<void> {
 
 describe('refused uploads keep nothing', () => {
   it('413 when Content-Length announces too much, before reading the body', async () => {
-    const big = Buffer.alloc(MAX_UPLOAD + 1, 7);
-    const result = await post(big, 'image/jpeg');
-    expect(result.status).toBe(413);
-    expect(result.json.error?.code).toBe('payload_too_large');
-    expect(result.headers.get('cache-control')).toBe('no-store');
+    // 1 KB of the announced body is sent and the rest held back: the answer must come anyway.
+    const answer = await requestWithBodyHeld(
+      server.url,
+      [
+        'POST /v1/images HTTP/1.1',
+        `Authorization: Bearer ${token}`,
+        'Content-Type: image/jpeg',
+        `Content-Length: ${MAX_UPLOAD + 1}`,
+      ],
+      Buffer.alloc(1024, 7),
+    );
+    expect(answer.status).toBe(413);
+    expect(JSON.parse(answer.body)).toEqual({
+      error: {
+        code: 'payload_too_large',
+        message: `The image is larger than the limit of ${MAX_UPLOAD} bytes`,
+      },
+    });
+    expect(answer.headers['cache-control']).toBe('no-store');
+    // The unread rest would be parsed as the next request: the connection is closed.
+    expect(answer.headers.connection).toBe('close');
+    await expectNothingKept();
+
+    // The same over fetch, with the whole body sent: the same refusal.
+    const sent = await post(Buffer.alloc(MAX_UPLOAD + 1, 7), 'image/jpeg');
+    expect(sent.status).toBe(413);
+    expect(sent.json.error?.code).toBe('payload_too_large');
     await expectNothingKept();
   });
 
