@@ -1,31 +1,31 @@
-import { describe, expect, it } from 'vitest';
+import type BetterSqlite3 from 'better-sqlite3';
+import { Kysely, SqliteDialect } from 'kysely';
+import { afterEach, describe, expect, it } from 'vitest';
 import type { Principal } from '../../../src/auth/principal.js';
-import { createSessions, type SessionRecord, type SessionStore } from '../../../src/auth/sessions.js';
+import { createSessions, type SessionStore } from '../../../src/auth/sessions.js';
 import { AppError } from '../../../src/errors.js';
+import type { Database } from '../../../src/store/database.js';
+import { createKyselySessionStore } from '../../../src/store/kysely-session-store.js';
+import { migrateToLatest } from '../../../src/store/migrate.js';
+import { openSqliteDatabase } from '../../../src/store/sqlite.js';
 
-/** Session logic with an in-memory store and an injected clock (the SQLite store runs in integration). */
+/**
+ * Session logic over the real session store (kysely on SQLite, as main.ts builds it; in memory
+ * here, the file is the integration tests' business) and an injected clock.
+ */
 
-function memoryStore(): SessionStore & { rows: Map<string, SessionRecord> } {
-  const rows = new Map<string, SessionRecord>();
-  return {
-    rows,
-    insert: async (session) => {
-      rows.set(session.idHash, session);
-    },
-    get: async (idHash) => rows.get(idHash),
-    delete: async (idHash) => rows.delete(idHash),
-    deleteExpired: async (now) => {
-      let count = 0;
-      for (const [key, row] of rows) {
-        if (row.expiresAt <= now) {
-          rows.delete(key);
-          count += 1;
-        }
-      }
-      return count;
-    },
-    close: async () => undefined,
-  };
+const opened: BetterSqlite3.Database[] = [];
+afterEach(() => {
+  for (const sqlite of opened.splice(0)) if (sqlite.open) sqlite.close();
+});
+
+/** The store, and the SQLite connection under it: to read its rows, or to close it under the store. */
+async function sqliteStore(): Promise<{ store: SessionStore; sqlite: BetterSqlite3.Database }> {
+  const sqlite = openSqliteDatabase(':memory:');
+  opened.push(sqlite);
+  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
+  await migrateToLatest(db);
+  return { store: createKyselySessionStore(db), sqlite };
 }
 
 const T0 = Date.UTC(2026, 0, 1);
@@ -37,13 +37,17 @@ const alice = (expiresInSeconds: number): Principal => ({
 
 describe('createSessions', () => {
   it('keeps only the hash of the id, and the principal', async () => {
-    const store = memoryStore();
+    const { store, sqlite } = await sqliteStore();
     const sessions = createSessions({ store, clock: { now: () => T0 }, maxSeconds: 3600 });
     const started = await sessions.start(alice(600));
-    const [row] = [...store.rows.values()];
-    expect(row?.idHash).not.toBe(started.id);
+    const rows = sqlite.prepare('select * from sessions').all() as Array<Record<string, unknown>>;
+    expect(rows).toHaveLength(1);
+    const [row] = rows;
+    expect(row?.id_hash).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(row?.id_hash).not.toBe(started.id);
     expect(JSON.stringify(row)).not.toContain(started.id);
-    expect(row).toMatchObject({ subject: 'alice', scopes: ['images:read', 'images:write'] });
+    expect(JSON.stringify(row)).not.toContain(started.csrfToken);
+    expect(row).toMatchObject({ subject: 'alice', scopes: 'images:read images:write' });
     const principal = await sessions.find(started.id);
     expect(principal?.subject).toBe('alice');
     expect([...(principal?.scopes ?? [])]).toEqual(['images:read', 'images:write']);
@@ -51,7 +55,8 @@ describe('createSessions', () => {
 
   it('ends at the token exp, or earlier at the maximum', async () => {
     let now = T0;
-    const sessions = createSessions({ store: memoryStore(), clock: { now: () => now }, maxSeconds: 3600 });
+    const { store } = await sqliteStore();
+    const sessions = createSessions({ store, clock: { now: () => now }, maxSeconds: 3600 });
     const short = await sessions.start(alice(600));
     expect(short.expiresAt).toBe(T0 + 600_000);
     const long = await sessions.start(alice(86_400));
@@ -66,19 +71,22 @@ describe('createSessions', () => {
   });
 
   it('forgets an ended session, and ignores ids of the wrong shape without asking the store', async () => {
-    const store = memoryStore();
+    const { store, sqlite } = await sqliteStore();
     const sessions = createSessions({ store, clock: { now: () => T0 }, maxSeconds: 3600 });
     const started = await sessions.start(alice(600));
     await sessions.end(started.id);
     expect(await sessions.find(started.id)).toBeNull();
-    store.get = async () => {
-      throw new Error('must not be asked');
-    };
+    expect(sqlite.prepare('select count(*) as n from sessions').get()).toEqual({ n: 0 });
+    // With the database closed, asking the store would throw: these ids never reach it.
+    sqlite.close();
     expect(await sessions.find('short')).toBeNull();
+    expect(await sessions.find(`${started.id}!`)).toBeNull();
+    await sessions.end('short');
   });
 
   it('checks the CSRF token of the session, and nothing else', async () => {
-    const sessions = createSessions({ store: memoryStore(), clock: { now: () => T0 }, maxSeconds: 3600 });
+    const { store } = await sqliteStore();
+    const sessions = createSessions({ store, clock: { now: () => T0 }, maxSeconds: 3600 });
     const a = await sessions.start(alice(600));
     const b = await sessions.start(alice(600));
     expect(sessions.isCsrfToken(a.id, a.csrfToken)).toBe(true);
@@ -88,16 +96,28 @@ describe('createSessions', () => {
     expect(a.csrfToken).not.toBe(a.id);
   });
 
-  it('fails closed with 503 when the store is down', async () => {
-    const store = memoryStore();
+  it('fails closed with 503 unavailable when the store is down, for every operation', async () => {
+    const { store, sqlite } = await sqliteStore();
     const sessions = createSessions({ store, clock: { now: () => T0 }, maxSeconds: 3600 });
     const started = await sessions.start(alice(600));
-    store.get = async () => {
-      throw new Error('disk I/O error');
-    };
-    const error = await sessions.find(started.id).catch((caught: unknown) => caught);
-    expect(error).toBeInstanceOf(AppError);
-    expect((error as AppError).status).toBe(503);
-    expect((error as AppError).code).toBe('unavailable');
+    expect((await sessions.find(started.id))?.subject).toBe('alice');
+    // The database goes away under the store for real: every query now fails in the driver.
+    sqlite.close();
+    for (const attempt of [
+      () => sessions.find(started.id),
+      () => sessions.start(alice(600)),
+      () => sessions.end(started.id),
+    ]) {
+      const error = await attempt().then(
+        () => undefined,
+        (caught: unknown) => caught,
+      );
+      expect(error).toBeInstanceOf(AppError);
+      expect(error).toMatchObject({
+        status: 503,
+        code: 'unavailable',
+        publicMessage: 'The session store is unavailable',
+      });
+    }
   });
 });
