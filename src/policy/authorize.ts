@@ -119,6 +119,11 @@ export function authorizeUpload(principal: Principal | null): Principal {
   return principal;
 }
 
+/** Registering an original already in the origin (a JSON body to POST /v1/images): admins only. */
+export function authorizeRegister(principal: Principal): void {
+  requireScope(principal, 'images:admin');
+}
+
 /** Listing: one's own images; admins may list anyone's. */
 export function authorizeList(principal: Principal | null, owner: string): Principal {
   if (principal === null) throw unauthenticated();

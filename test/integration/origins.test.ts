@@ -138,8 +138,11 @@ describe('S3 origin', () => {
 
   it('refuses registering from non-admins, and hostile or missing keys', async () => {
     await s3.client.send(new PutObjectCommand({ Bucket: 'library', Key: 'pixgate/ok.jpg', Body: jpeg }));
-    // Not an admin: JSON is not an upload for them, as before.
-    expect((await register(server, alice, { source: 'ok.jpg', owner: 'alice' })).status).toBe(415);
+    // Not an admin: the scope registering needs is named (SPEC §4: token fine, scope missing).
+    const notAdmin = await register(server, alice, { source: 'ok.jpg', owner: 'alice' });
+    expect(notAdmin.status).toBe(403);
+    expect(notAdmin.json?.error?.code).toBe('insufficient_scope');
+    expect(notAdmin.headers.get('www-authenticate')).toContain('scope="images:admin"');
     for (const source of HOSTILE_KEYS) {
       const refused = await register(server, admin, { source, owner: 'alice' });
       expect(refused.status, source).toBe(400);

@@ -2,7 +2,7 @@ import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { CREDENTIAL_QUERY_PARAMS } from '../../auth/credentials.js';
-import { isAdmin, type Principal } from '../../auth/principal.js';
+import type { Principal } from '../../auth/principal.js';
 import type { VariantCache } from '../../cache/variant-cache.js';
 import type { Config } from '../../config/schema.js';
 import { AppError, notFound } from '../../errors.js';
@@ -17,6 +17,7 @@ import {
   authorizeChange,
   authorizeList,
   authorizeMeta,
+  authorizeRegister,
   authorizeUpload,
   authorizeView,
   type PolicyOptions,
@@ -198,9 +199,9 @@ export function registerImageRoutes(app: FastifyInstance, options: ImageRoutesOp
   app.post('/v1/images', async (request, reply) => {
     const caller = await identify(request, { allowQuery: false });
     const principal = authorizeUpload(caller.principal);
-    // Issue 5: from an admin, a JSON body registers an original already in the origin; from
-    // anyone else it is not an upload (415 below), as before.
-    if (isJsonRequest(request) && isAdmin(principal)) {
+    // Issue 5: a JSON body registers an original already in the origin (admins only).
+    if (isJsonRequest(request)) {
+      authorizeRegister(principal);
       readParams(rawQuery(request), []);
       const image = await registerFromJson(request, principal, ingest);
       logger.info({ imageId: image.id, owner: image.owner, bytes: image.bytes }, 'original registered');

@@ -7,6 +7,7 @@ import {
   authorizeChange,
   authorizeList,
   authorizeMeta,
+  authorizeRegister,
   authorizeUpload,
   authorizeView,
   type PolicyOptions,
@@ -180,6 +181,18 @@ describe('authorizeChange', () => {
     expect(code(() => authorizeChange(null, image('public'), options))).toBe('unauthenticated');
     expect(code(() => authorizeChange(principal('alice', 'images:read'), image('private'), options))).toBe(
       'insufficient_scope',
+    );
+  });
+});
+
+describe('authorizeRegister', () => {
+  it('registering needs images:admin; images:write is not enough', () => {
+    expect(() => authorizeRegister(callers.admin)).not.toThrow();
+    expect(() => authorizeRegister(principal('alice', 'images:read images:write'))).toThrowError(
+      expect.objectContaining({
+        code: 'insufficient_scope',
+        publicMessage: 'The access token needs the scope images:admin',
+      }),
     );
   });
 });
