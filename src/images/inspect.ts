@@ -23,6 +23,8 @@ export interface InspectLimits {
 /** sharp's format names; `heif` is the container of AVIF (AV1) and of HEIC (HEVC). */
 const ALLOWED = new Set(['jpeg', 'png', 'webp', 'gif', 'heif', 'tiff', 'svg']);
 const EXPECTED = 'expected JPEG, PNG, WebP, GIF, AVIF, TIFF or SVG';
+/** libheif's words for a codec the build lacks: HEVC, so an iPhone's HEIC photo is no corrupt file. */
+const MISSING_DECODER = /has not been built in|no decoding plugin/i;
 /** ThumbHash encodes at most 100×100. */
 const PLACEHOLDER_SIDE = 100;
 
@@ -38,14 +40,9 @@ export async function inspectBytes(input: Buffer, options: InspectLimits): Promi
   if (!ALLOWED.has(meta.format)) {
     throw new AppError('unsupported_media_type', `Unsupported image format "${meta.format}": ${EXPECTED}`);
   }
-  // sharp's libvips has no HEVC decoder (patents): an iPhone's HEIC photo would fail later as
-  // if it were corrupt. Said plainly instead.
-  if (meta.format === 'heif' && meta.compression !== 'av1') {
-    throw new AppError(
-      'unsupported_media_type',
-      `HEIC (${meta.compression?.toUpperCase() ?? 'not AV1'}) images are not supported; convert to JPEG or AVIF: ${EXPECTED}`,
-    );
-  }
+  // A HEIF file this libvips can decode is AV1: sharp's build has no HEVC decoder (a HEIC photo
+  // fails in thumbHash below). Its `compression` cannot tell: libvips derives it from the major
+  // brand, and older encoders write `mif1` on AVIF files.
   const format = meta.format === 'heif' ? 'avif' : meta.format;
   const pages = meta.pages ?? 1;
   if (meta.width * meta.height * pages > options.maxInputPixels) {
@@ -97,6 +94,17 @@ async function thumbHash(input: Buffer, meta: Metadata, maxInputPixels: number):
       .toBuffer({ resolveWithObject: true });
     return Buffer.from(rgbaToThumbHash(info.width, info.height, data)).toString('base64');
   } catch (error) {
+    const detail = error instanceof Error ? error.message : String(error);
+    if (meta.format === 'heif' && MISSING_DECODER.test(detail)) {
+      throw new AppError(
+        'unsupported_media_type',
+        `HEIC (HEVC) images are not supported; convert to JPEG or AVIF: ${EXPECTED}`,
+        {
+          detail,
+          cause: error,
+        },
+      );
+    }
     throw unprocessable('The image is corrupt or truncated', error);
   }
 }

@@ -183,8 +183,9 @@ export function multiPageTiff(sizes: ReadonlyArray<readonly [number, number]>): 
  * The header of a HEIC photo (HEVC in a HEIF container, as iPhones take them), made from a
  * sharp AVIF by rewriting its boxes: the item type `av01` becomes `hvc1`, the `av1C` property an
  * `hvcC` one (a minimal HEVC decoder configuration), and every size and offset after it moves by
- * the difference. libheif reads it as HEIF with HEVC compression; there is no HEVC encoder here
- * (nor a decoder in sharp's libvips) to make a real one.
+ * the difference, so that libheif finds an HEVC image to decode and, lacking the decoder, says so.
+ * (The major brand `heic` alone would only make libvips report HEVC for what is still AV1.) There
+ * is no HEVC encoder here to make a real one.
  */
 export async function heicHeader(): Promise<Buffer> {
   const avif = await sharp({ create: { width: 64, height: 48, channels: 3, background: grey } })

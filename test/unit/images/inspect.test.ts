@@ -69,6 +69,15 @@ describe('inspectImage: formats, from the bytes alone', () => {
     expectColour(facts.placeholder, [orange.r, orange.g, orange.b]);
   });
 
+  it('avif with the major brand mif1, as older encoders write it (libvips then reports HEVC)', async () => {
+    const avif = await base().avif({ effort: 0 }).toBuffer();
+    avif.write('mif1', 8, 'latin1');
+    expect((await sharp(avif).metadata()).compression).toBe('hevc');
+    const facts = await inspectImage(await upload(avif), limits);
+    expect(facts).toMatchObject({ format: 'avif', contentType: 'image/avif', width: 64, height: 48 });
+    expectColour(facts.placeholder, [orange.r, orange.g, orange.b]);
+  });
+
   it('svg', async () => {
     const svg =
       '<svg xmlns="http://www.w3.org/2000/svg" width="120" height="80"><rect width="120" height="80" fill="#0000ff"/></svg>';
