@@ -120,8 +120,10 @@ export function authorizeUpload(principal: Principal | null): Principal {
 }
 
 /** Registering an original already in the origin (a JSON body to POST /v1/images): admins only. */
-export function authorizeRegister(principal: Principal): void {
+export function authorizeRegister(principal: Principal | null): Principal {
+  if (principal === null) throw unauthenticated();
   requireScope(principal, 'images:admin');
+  return principal;
 }
 
 /** Listing: one's own images; admins may list anyone's. */

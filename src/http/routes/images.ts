@@ -198,12 +198,11 @@ export function registerImageRoutes(app: FastifyInstance, options: ImageRoutesOp
 
   app.post('/v1/images', async (request, reply) => {
     const caller = await identify(request, { allowQuery: false });
-    const principal = authorizeUpload(caller.principal);
     // Issue 5: a JSON body registers an original already in the origin (admins only).
     if (isJsonRequest(request)) {
-      authorizeRegister(principal);
+      const admin = authorizeRegister(caller.principal);
       readParams(rawQuery(request), []);
-      const image = await registerFromJson(request, principal, ingest);
+      const image = await registerFromJson(request, admin, ingest);
       logger.info({ imageId: image.id, owner: image.owner, bytes: image.bytes }, 'original registered');
       return reply
         .code(201)
@@ -211,6 +210,7 @@ export function registerImageRoutes(app: FastifyInstance, options: ImageRoutesOp
         .header('cache-control', 'no-store')
         .send({ ...imageMeta(image, true), source: image.originKey });
     }
+    const principal = authorizeUpload(caller.principal);
     if (!origin.isWritable) {
       throw new AppError(
         'read_only_storage',

@@ -187,7 +187,14 @@ describe('authorizeChange', () => {
 
 describe('authorizeRegister', () => {
   it('registering needs images:admin; images:write is not enough', () => {
-    expect(() => authorizeRegister(callers.admin)).not.toThrow();
+    expect(authorizeRegister(callers.admin).subject).toBe('root');
+    expect(() => authorizeRegister(null)).toThrowError(expect.objectContaining({ code: 'unauthenticated' }));
+    expect(() => authorizeRegister(principal('alice', 'images:read'))).toThrowError(
+      expect.objectContaining({
+        code: 'insufficient_scope',
+        publicMessage: 'The access token needs the scope images:admin',
+      }),
+    );
     expect(() => authorizeRegister(principal('alice', 'images:read images:write'))).toThrowError(
       expect.objectContaining({
         code: 'insufficient_scope',
