@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
 import { DEV_AUDIENCE, DEV_ISSUER } from '../config/load.js';
-import type { Config } from '../config/schema.js';
+import { type Config, DEFAULT_DATA_DIR } from '../config/schema.js';
 import { startPixgate } from '../main.js';
 import type { CommandContext } from './args.js';
 
@@ -16,7 +16,7 @@ const shellWord = (word: string) =>
  */
 function tokenCommand(config: Config): string {
   const words = ['npx', 'pixgate', 'token', '--sub', 'alice'];
-  if (config.dataDir !== resolve('data')) words.push('--data-dir', config.dataDir);
+  if (config.dataDir !== resolve(DEFAULT_DATA_DIR)) words.push('--data-dir', config.dataDir);
   if (config.issuer !== DEV_ISSUER) words.push('--issuer', config.issuer ?? '');
   if (config.audience !== DEV_AUDIENCE) words.push('--audience', config.audience ?? '');
   return words.map(shellWord).join(' ');

@@ -198,11 +198,14 @@ const originHeader = text.refine(
   { error: 'Expected "Name: value" with a header name pixgate does not set itself' },
 );
 
+/** Relative to the working directory, as an operator starting pixgate there expects. */
+export const DEFAULT_DATA_DIR = './data';
+
 export const ConfigSchema = z
   .object({
     host: text.default('127.0.0.1'),
     port: integer(0, 65535).default(8080),
-    dataDir: text.default('./data'),
+    dataDir: text.default(DEFAULT_DATA_DIR),
     /** Dev mode: demo issuer with a key in the data dir, loopback only, loud warning. */
     dev: boolean.default(false),
 
