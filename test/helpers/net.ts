@@ -61,6 +61,20 @@ export function rawRequest(
   });
 }
 
+/** A JPEG upload whose `Content-Length` announces `declared` bytes, of which only `firstBytes` are sent. */
+export function uploadWithBodyHeld(url: string, token: string, declared: number, firstBytes: Buffer) {
+  return requestWithBodyHeld(
+    url,
+    [
+      'POST /v1/images HTTP/1.1',
+      `Authorization: Bearer ${token}`,
+      'Content-Type: image/jpeg',
+      `Content-Length: ${declared}`,
+    ],
+    firstBytes,
+  );
+}
+
 /**
  * A request whose head announces a body (Content-Length among `lines`) of which only `firstBytes`
  * are sent; the rest never is. Answers the response that arrives meanwhile (status, headers as

@@ -9,7 +9,7 @@ import sharp from 'sharp';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { messages } from '../../src/errors.js';
 import { type JwksServer, type SignOptions, startJwksServer } from '../helpers/jwks-server.js';
-import { rawRequest, requestWithBodyHeld } from '../helpers/net.js';
+import { rawRequest, uploadWithBodyHeld } from '../helpers/net.js';
 import { type OidcProvider, startOidcProvider } from '../helpers/oidc-provider.js';
 import { type Settings, startTestServer, type TestServer, uploadImage } from '../helpers/pixgate.js';
 import { type ResponseShape, shape } from '../helpers/response-shape.js';
@@ -330,14 +330,10 @@ describe('authentication over HTTP', () => {
       const token = await sign(issuer, { key: 'rogue', claims: { scope: READ_WRITE } });
       await expectInvalidToken(await upload(server, token));
       // Half the announced body is sent and the rest held back: the refusal comes anyway.
-      const answer = await requestWithBodyHeld(
+      const answer = await uploadWithBodyHeld(
         server.url,
-        [
-          'POST /v1/images HTTP/1.1',
-          `Authorization: Bearer ${token}`,
-          'Content-Type: image/jpeg',
-          `Content-Length: ${jpeg.length}`,
-        ],
+        token,
+        jpeg.length,
         jpeg.subarray(0, jpeg.length >> 1),
       );
       expect(answer.status).toBe(401);

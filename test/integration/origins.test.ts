@@ -8,7 +8,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startHttpOrigin, type TestHttpOrigin } from '../helpers/http-origin.js';
 import { synth } from '../helpers/images.js';
-import { closedPort, requestWithBodyHeld } from '../helpers/net.js';
+import { closedPort, uploadWithBodyHeld } from '../helpers/net.js';
 import { type OidcProvider, startOidcProvider } from '../helpers/oidc-provider.js';
 import { startTestServer, type TestServer } from '../helpers/pixgate.js';
 import { S3RVER_CREDENTIALS, startS3rver, type TestS3 } from '../helpers/s3rver.js';
@@ -302,16 +302,7 @@ describe('authenticated HTTP origin (OAuth client credentials)', () => {
     expect(answer.status).toBe(403);
     expect(answer.json?.error?.code).toBe('read_only_storage');
     // Half the announced body is sent and the rest held back: the refusal comes anyway.
-    const held = await requestWithBodyHeld(
-      server.url,
-      [
-        'POST /v1/images HTTP/1.1',
-        `Authorization: Bearer ${alice}`,
-        'Content-Type: image/jpeg',
-        `Content-Length: ${jpeg.length}`,
-      ],
-      jpeg.subarray(0, jpeg.length >> 1),
-    );
+    const held = await uploadWithBodyHeld(server.url, alice, jpeg.length, jpeg.subarray(0, jpeg.length >> 1));
     expect(held.status).toBe(403);
     expect(JSON.parse(held.body)).toEqual(answer.json);
     expect(held.headers.connection).toBe('close');

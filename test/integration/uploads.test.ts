@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openStorage } from '../../src/main.js';
 import { eventually } from '../helpers/eventually.js';
 import { heicHeader, photoWithGps, pngBomb, synth } from '../helpers/images.js';
-import { requestWithBodyHeld } from '../helpers/net.js';
+import { uploadWithBodyHeld } from '../helpers/net.js';
 import { startTestServer, type TestServer } from '../helpers/pixgate.js';
 import { mountReadOnly, mountTinyDisk } from '../helpers/tiny-disk.js';
 
@@ -59,16 +59,7 @@ async function expectNothingKept(): Promise<void> {
 describe('refused uploads keep nothing', () => {
   it('413 when Content-Length announces too much, before reading the body', async () => {
     // 1 KB of the announced body is sent and the rest held back: the answer must come anyway.
-    const answer = await requestWithBodyHeld(
-      server.url,
-      [
-        'POST /v1/images HTTP/1.1',
-        `Authorization: Bearer ${token}`,
-        'Content-Type: image/jpeg',
-        `Content-Length: ${MAX_UPLOAD + 1}`,
-      ],
-      Buffer.alloc(1024, 7),
-    );
+    const answer = await uploadWithBodyHeld(server.url, token, MAX_UPLOAD + 1, Buffer.alloc(1024, 7));
     expect(answer.status).toBe(413);
     expect(JSON.parse(answer.body)).toEqual({
       error: {
