@@ -2,10 +2,11 @@ import { AppError } from '../errors.js';
 
 /**
  * SQLite's answers that mean the store cannot answer now, not that our SQL is wrong: the file
- * locked by another process past the busy timeout, an I/O error, a file it cannot open, read
- * or write. (Extended codes start with these: SQLITE_IOERR_WRITE, SQLITE_BUSY_SNAPSHOT, ...)
+ * locked by another process past the busy timeout (BUSY), an I/O error, a file it cannot open,
+ * read or write. (Extended codes start with these: SQLITE_IOERR_WRITE, SQLITE_BUSY_SNAPSHOT, ...)
+ * Not SQLITE_LOCKED: without a shared cache it is a conflict inside our own connection, a bug.
  */
-const UNAVAILABLE = /^SQLITE_(BUSY|LOCKED|IOERR|CANTOPEN|PROTOCOL|CORRUPT|NOTADB|READONLY)/;
+const UNAVAILABLE = /^SQLITE_(BUSY|IOERR|CANTOPEN|PROTOCOL|CORRUPT|NOTADB|READONLY)/;
 
 /**
  * What a client is told when the store fails. The store decides who may see what (rows, share
@@ -28,8 +29,17 @@ export function storeFailure(error: unknown): unknown {
   return error;
 }
 
+/** Objects whose methods are all async and their own (a store object literal), as failClosed needs. */
+type AsyncMethods<T> = {
+  [K in keyof T]: T[K] extends (...args: never[]) => infer R
+    ? R extends Promise<unknown>
+      ? T[K]
+      : never
+    : T[K];
+};
+
 /** `store` with every failure of its methods told as `storeFailure` tells it. */
-export function failClosed<T extends object>(store: T): T {
+export function failClosed<T extends AsyncMethods<T>>(store: T): T {
   const guarded: Record<string, unknown> = {};
   for (const [name, method] of Object.entries(store)) {
     guarded[name] =

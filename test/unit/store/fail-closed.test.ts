@@ -8,7 +8,6 @@ describe('storeFailure', () => {
   it.each([
     'SQLITE_BUSY',
     'SQLITE_BUSY_SNAPSHOT',
-    'SQLITE_LOCKED',
     'SQLITE_IOERR_WRITE',
     'SQLITE_CANTOPEN',
     'SQLITE_CORRUPT',
@@ -30,7 +29,7 @@ describe('storeFailure', () => {
     });
   });
 
-  it.each(['SQLITE_CONSTRAINT_PRIMARYKEY', 'SQLITE_ERROR', 'SQLITE_MISUSE', 'SQLITE_RANGE'])(
+  it.each(['SQLITE_CONSTRAINT_PRIMARYKEY', 'SQLITE_ERROR', 'SQLITE_LOCKED', 'SQLITE_MISUSE', 'SQLITE_RANGE'])(
     '%s is our bug and stays the same error (500)',
     (code) => {
       const error = sqliteError(code);
