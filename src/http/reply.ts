@@ -45,6 +45,13 @@ export function toAppError(error: unknown): AppError {
   return new AppError('internal', 'Internal error', { cause: error });
 }
 
+/** The error contract's body and headers, for a reply and for a raw socket alike. */
+const errorBody = (error: AppError) => ({ error: { code: error.code, message: error.publicMessage } });
+const ERROR_HEADERS = {
+  'cache-control': 'no-store',
+  'content-type': 'application/json; charset=utf-8',
+} as const;
+
 const SUCCESS_ONLY_HEADERS = [
   'etag',
   'last-modified',
@@ -66,12 +73,8 @@ export async function sendError(error: unknown, request: FastifyRequest, reply: 
   if (hasBody(request) && !request.raw.complete) reply.header('connection', 'close');
   await reply
     .code(appError.status)
-    .headers({
-      ...appError.headers,
-      'cache-control': 'no-store',
-      'content-type': 'application/json; charset=utf-8',
-    })
-    .send({ error: { code: appError.code, message: appError.publicMessage } });
+    .headers({ ...appError.headers, ...ERROR_HEADERS })
+    .send(errorBody(appError));
 }
 
 /** The answer to a request Node's HTTP parser refused (`clientError`): no route or hook ran. */
@@ -102,11 +105,10 @@ export function sendClientError(error: Error & { code?: string }, socket: Socket
   // corrupt (a pipelined request refused while the one before it is still being answered).
   const inFlight = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
   if (socket.writable && !inFlight?.headersSent) {
-    const body = JSON.stringify({ error: { code: appError.code, message: appError.publicMessage } });
+    const body = JSON.stringify(errorBody(appError));
     const headers = {
       ...securityHeaders,
-      'cache-control': 'no-store',
-      'content-type': 'application/json; charset=utf-8',
+      ...ERROR_HEADERS,
       'content-length': String(Buffer.byteLength(body)),
       connection: 'close',
     };
