@@ -5,8 +5,9 @@
  * lets nobody act as a user. A session ends at the token's `exp`, or earlier at the configured
  * maximum, and at once when it is ended or replaced (rotation).
  */
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Clock } from '../clock.js';
+import { sha256 } from '../digest.js';
 import { AppError } from '../errors.js';
 import type { SessionStore } from '../store/session-store.js';
 import type { Principal } from './principal.js';
@@ -38,8 +39,6 @@ export interface SessionsOptions {
 }
 
 const SESSION_ID = /^[A-Za-z0-9_-]{43}$/;
-
-const sha256 = (text: string) => createHash('sha256').update(text).digest('base64url');
 
 /**
  * The CSRF token is derived from the session id, so nothing more is stored, and only who holds
