@@ -1,5 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { afterEach, describe, expect, it } from 'vitest';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import type { Variant, VariantCache, VariantKey } from '../../../src/cache/variant-cache.js';
 import { variantKey } from '../../../src/cache/variant-key.js';
 
@@ -12,6 +15,17 @@ export type MakeCache = (options: { maxBytes: number }) => Promise<VariantCache>
 /** Bodies of this size: the size-bound tests use a bound that holds two of them, not three. */
 export const BODY_BYTES = 1000;
 export const TWO_ENTRIES_BYTES = 2500;
+
+/**
+ * A temp folder for a test file's caches, removed after its tests; the function names a new,
+ * not yet created folder in it at each call. Call at the top level of a test file.
+ */
+export async function scratchDirs(prefix: string): Promise<() => string> {
+  const root = await mkdtemp(join(tmpdir(), prefix));
+  afterAll(() => rm(root, { recursive: true, force: true }));
+  let counter = 0;
+  return () => join(root, `cache-${++counter}`);
+}
 
 export const newImage = () => ({ id: randomBytes(16).toString('base64url'), version: 1 });
 

@@ -1,22 +1,15 @@
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { withDeleteFence } from '../../../src/cache/delete-fence.js';
 import { createDiskCache, type DiskCache } from '../../../src/cache/disk.js';
 import { createMemoryCache } from '../../../src/cache/memory.js';
 import { createTieredCache } from '../../../src/cache/tiered.js';
 import type { VariantCache } from '../../../src/cache/variant-cache.js';
-import { keyFor, makeVariant, newImage, TWO_ENTRIES_BYTES } from './cache-conformance.js';
+import { keyFor, makeVariant, newImage, scratchDirs, TWO_ENTRIES_BYTES } from './cache-conformance.js';
 
-const root = await mkdtemp(join(tmpdir(), 'pixgate-delete-fence-'));
-let counter = 0;
-const freshDir = () => join(root, `cache-${++counter}`);
+const freshDir = await scratchDirs('pixgate-delete-fence-');
 const logger = { warn: () => {}, error: () => {} };
-
-afterAll(async () => {
-  await rm(root, { recursive: true, force: true });
-});
 
 // Not run through the conformance suite: that one asks that a deleted image can be cached
 // again, which is exactly what the fence refuses.

@@ -1,9 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import pino from 'pino';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { createDiskCache, type DiskCache } from '../../../src/cache/disk.js';
 import { encodeEntry } from '../../../src/cache/disk-entry.js';
 import type { CacheLayer } from '../../../src/cache/memory.js';
@@ -15,16 +14,11 @@ import {
   keyFor,
   makeVariant,
   newImage,
+  scratchDirs,
   TWO_ENTRIES_BYTES,
 } from './cache-conformance.js';
 
-const root = await mkdtemp(join(tmpdir(), 'pixgate-disk-cache-'));
-let counter = 0;
-const freshDir = () => join(root, `cache-${++counter}`);
-
-afterAll(async () => {
-  await rm(root, { recursive: true, force: true });
-});
+const freshDir = await scratchDirs('pixgate-disk-cache-');
 
 interface LogLine {
   level: 'warn' | 'error';

@@ -1,7 +1,6 @@
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { createDiskCache } from '../../../src/cache/disk.js';
 import { type CacheLayer, createMemoryCache } from '../../../src/cache/memory.js';
 import { createNoCache } from '../../../src/cache/no-cache.js';
@@ -12,17 +11,12 @@ import {
   keyFor,
   makeVariant,
   newImage,
+  scratchDirs,
   TWO_ENTRIES_BYTES,
 } from './cache-conformance.js';
 
-const root = await mkdtemp(join(tmpdir(), 'pixgate-tiered-cache-'));
-let counter = 0;
-const freshDir = () => join(root, `cache-${++counter}`);
+const freshDir = await scratchDirs('pixgate-tiered-cache-');
 const logger = { warn: () => {}, error: () => {} };
-
-afterAll(async () => {
-  await rm(root, { recursive: true, force: true });
-});
 
 describeVariantCacheConformance('tiered (memory + disk)', async ({ maxBytes }) =>
   createTieredCache(
