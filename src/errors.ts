@@ -84,5 +84,9 @@ export const messages = {
 
 export const notFound = (detail?: string) => new AppError('not_found', messages.notFound, { detail });
 
+/** Refused an owner whose stored originals would pass PIXGATE_QUOTA_BYTES (SPEC §6). */
+export const quotaExceeded = (quotaBytes: number) =>
+  new AppError('quota_exceeded', `The upload would pass the storage quota of ${quotaBytes} bytes`);
+
 export const clientClosed = () =>
   new AppError('client_closed', 'The client closed the connection before its response was complete');

@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { type FileHandle, mkdir, open, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { AppError } from '../errors.js';
+import { AppError, quotaExceeded } from '../errors.js';
 import { writeError } from '../origins/file.js';
 import { checkOriginKey } from '../origins/key.js';
 import type { Origin } from '../origins/origin.js';
@@ -33,8 +33,17 @@ export interface IngestOptions {
 export interface NewImage {
   readonly owner: string;
   readonly visibility: Visibility;
-  /** Runs once the size is known, before anything is stored; throwing refuses the upload (quota). */
-  readonly beforeStore?: (bytes: number) => Promise<void>;
+  /**
+   * The owner's storage quota (SPEC §6): checked once the size is known, before the bytes are
+   * judged or stored, and again as the row is inserted, so that concurrent uploads cannot pass
+   * it together. Over it: 403 `quota_exceeded`, nothing kept.
+   */
+  readonly quotaBytes?: number;
+}
+
+/** Refuses an upload of `bytes` that would take `owner` past `quotaBytes`. */
+export async function checkQuota(store: Store, owner: string, bytes: number, quotaBytes: number) {
+  if ((await store.ownerBytes(owner)) + bytes > quotaBytes) throw quotaExceeded(quotaBytes);
 }
 
 export const tooLarge = (maxBytes: number) =>
@@ -111,7 +120,9 @@ export function createIngest(options: IngestOptions) {
   ): Promise<ImageRecord> {
     let facts: Awaited<ReturnType<typeof inspectImage>>;
     try {
-      await image.beforeStore?.(received.bytes);
+      if (image.quotaBytes !== undefined) {
+        await checkQuota(store, image.owner, received.bytes, image.quotaBytes);
+      }
       facts = await inspectImage(received.path, options);
     } catch (error) {
       await rm(received.path, { force: true });
@@ -137,7 +148,7 @@ export function createIngest(options: IngestOptions) {
       createdAt: new Date(options.now()),
     };
     try {
-      await store.insertImage(record);
+      await store.insertImage(record, { ownerQuotaBytes: image.quotaBytes });
     } catch (error) {
       await origin.delete(key);
       throw error;

@@ -43,9 +43,9 @@ export function withImageCache(store: Store, options: ImageCacheOptions): Store 
       if (row && before === changes) rows.set(id, row);
       return row;
     },
-    async insertImage(image) {
+    async insertImage(image, options) {
       changed(image.id);
-      await store.insertImage(image);
+      await store.insertImage(image, options);
     },
     async setVisibility(id, visibility) {
       changed(id);

@@ -1,6 +1,6 @@
 import type { Insertable, Kysely, Selectable } from 'kysely';
 import { sql } from 'kysely';
-import { AppError } from '../errors.js';
+import { AppError, quotaExceeded } from '../errors.js';
 import type { Database, ImagesTable, LinksTable } from './database.js';
 import type { ImagePage, ImageRecord, LinkRecord, ListOptions, Store, Visibility } from './store.js';
 
@@ -13,10 +13,21 @@ export function createKyselyStore(db: Kysely<Database>): Store {
   let closed = false;
 
   return {
-    async insertImage(image: ImageRecord): Promise<void> {
+    async insertImage(image, options = {}): Promise<void> {
+      const quota = options.ownerQuotaBytes;
       // A duplicate id fails on the primary key with the driver's error: 128 random bits do
       // not collide, so it is a bug and surfaces as one (500), never as a silent overwrite.
-      await db.insertInto('images').values(toRow(image)).execute();
+      if (quota === undefined) {
+        await db.insertInto('images').values(toRow(image)).execute();
+        return;
+      }
+      // One transaction: on SQLite the connection is ours until it ends (kysely queues every
+      // other query of this process behind it), and a writer in another process makes its
+      // commit fail (SQLITE_BUSY, a 503), never pass the quota.
+      await db.transaction().execute(async (trx) => {
+        if ((await sumOwnerBytes(trx, image.owner)) + image.bytes > quota) throw quotaExceeded(quota);
+        await trx.insertInto('images').values(toRow(image)).execute();
+      });
     },
 
     async getImage(id: string): Promise<ImageRecord | undefined> {
@@ -84,14 +95,7 @@ export function createKyselyStore(db: Kysely<Database>): Store {
       return row ? toRecord(row) : undefined;
     },
 
-    async ownerBytes(owner: string): Promise<number> {
-      const row = await db
-        .selectFrom('images')
-        .select((eb) => eb.fn.sum<number | string | bigint | null>('bytes').as('total'))
-        .where('owner', '=', owner)
-        .executeTakeFirst();
-      return Number(row?.total ?? 0);
-    },
+    ownerBytes: (owner: string) => sumOwnerBytes(db, owner),
 
     async insertLink(link: LinkRecord): Promise<void> {
       await db.insertInto('links').values(toLinkRow(link)).execute();
@@ -165,6 +169,15 @@ export function createKyselyStore(db: Kysely<Database>): Store {
       await db.destroy();
     },
   };
+}
+
+async function sumOwnerBytes(db: Kysely<Database>, owner: string): Promise<number> {
+  const row = await db
+    .selectFrom('images')
+    .select((eb) => eb.fn.sum<number | string | bigint | null>('bytes').as('total'))
+    .where('owner', '=', owner)
+    .executeTakeFirst();
+  return Number(row?.total ?? 0);
 }
 
 function toRow(image: ImageRecord): Insertable<ImagesTable> {

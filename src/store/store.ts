@@ -59,8 +59,12 @@ export interface LinkRecord {
 }
 
 export interface Store {
-  /** Inserts a new image; the id is new (a collision of 128 random bits is a bug, so it throws). */
-  insertImage(image: ImageRecord): Promise<void>;
+  /**
+   * Inserts a new image; the id is new (a collision of 128 random bits is a bug, so it throws).
+   * With `ownerQuotaBytes`, refuses with `quota_exceeded` when the owner's stored bytes and this
+   * image's would pass it, checked and inserted as one: concurrent inserts cannot pass it together.
+   */
+  insertImage(image: ImageRecord, options?: { readonly ownerQuotaBytes?: number }): Promise<void>;
   getImage(id: string): Promise<ImageRecord | undefined>;
   /** Newest first. A cursor that this store did not make is an AppError `invalid_request`. */
   listImages(owner: string, options: ListOptions): Promise<ImagePage>;

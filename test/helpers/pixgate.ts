@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -132,4 +132,10 @@ export async function restartWithoutVariants(server: TestServer, id: string): Pr
   await rm(join(storage.slice('file:'.length), uploadKey(id)));
   await rm(cache.slice('file:'.length), { recursive: true });
   return server.restart();
+}
+
+/** The files under a folder of the server's data dir (`originals`, `tmp`), at any depth. */
+export async function dataFiles(server: TestServer, dir: string): Promise<string[]> {
+  const entries = await readdir(join(server.dataDir, dir), { recursive: true, withFileTypes: true });
+  return entries.filter((entry) => entry.isFile()).map((entry) => entry.name);
 }

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { synth } from '../helpers/images.js';
-import { startTestServer, type TestServer, uploadImage } from '../helpers/pixgate.js';
+import { dataFiles, startTestServer, type TestServer, uploadImage } from '../helpers/pixgate.js';
 
 /** Rate, scrape and upload limits and the storage quota over real HTTP (SPEC §6, issue 4). */
 
@@ -270,6 +270,24 @@ describe('uploads', () => {
       ).items;
       await fetch(`${server.url}/v1/images/${first?.id}`, { method: 'DELETE', headers: auth(alice) });
       expect((await upload(server, alice)).status).toBe(201);
+    } finally {
+      await server.destroy();
+    }
+  });
+
+  it('holds under concurrent uploads: no more than the quota is stored, and no refused original is kept', async () => {
+    const server = await startTestServer({ dev: true, quotaBytes: photo.length * 2 + 10 });
+    try {
+      const alice = await server.token('alice', 'images:write');
+      // All in flight at once: each passes the early check before any of them is stored.
+      const statuses = (await Promise.all(Array.from({ length: 6 }, () => upload(server, alice)))).map(
+        (response) => response.status,
+      );
+      expect(statuses.sort()).toEqual([201, 201, 403, 403, 403, 403]);
+      const list = await fetch(`${server.url}/v1/images`, { headers: auth(alice) });
+      expect(((await list.json()) as { items: unknown[] }).items).toHaveLength(2);
+      expect(await dataFiles(server, 'originals')).toHaveLength(2);
+      expect(await dataFiles(server, 'tmp')).toEqual([]);
     } finally {
       await server.destroy();
     }

@@ -1,9 +1,8 @@
-import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { synth } from '../helpers/images.js';
-import { startTestServer, type TestServer, uploadImage } from '../helpers/pixgate.js';
+import { dataFiles, startTestServer, type TestServer, uploadImage } from '../helpers/pixgate.js';
 
 /**
  * SPEC §4: when something a security decision needs is down (here the metadata store, which
@@ -23,11 +22,6 @@ beforeAll(async () => {
   photo = (await synth('png', 300, 200)).body;
 });
 afterAll(() => server.destroy());
-
-async function files(dir: string): Promise<string[]> {
-  const entries = await readdir(join(server.dataDir, dir), { recursive: true, withFileTypes: true });
-  return entries.filter((entry) => entry.isFile()).map((entry) => entry.name);
-}
 
 /** Holds the database's write lock from another connection until `release`. */
 function holdWriteLock(): { release(): void } {
@@ -77,7 +71,7 @@ describe('metadata store down', () => {
   });
 
   it('an upload that cannot be recorded is a 503 and keeps nothing', async () => {
-    const before = await files('originals');
+    const before = await dataFiles(server, 'originals');
     const lock = holdWriteLock();
     let refused: Response;
     try {
@@ -91,7 +85,7 @@ describe('metadata store down', () => {
     }
     expect(refused.status).toBe(503);
     expect(await refused.json()).toEqual(unavailable);
-    expect(await files('originals')).toEqual(before);
-    expect(await files('tmp')).toEqual([]);
+    expect(await dataFiles(server, 'originals')).toEqual(before);
+    expect(await dataFiles(server, 'tmp')).toEqual([]);
   });
 });

@@ -6,7 +6,7 @@ import type { Principal } from '../../auth/principal.js';
 import type { VariantCache } from '../../cache/variant-cache.js';
 import type { Config } from '../../config/schema.js';
 import { AppError, notFound } from '../../errors.js';
-import { type Ingest, tooLarge, uploadKey } from '../../images/ingest.js';
+import { checkQuota, type Ingest, tooLarge, uploadKey } from '../../images/ingest.js';
 import { parseTransform } from '../../images/transform.js';
 import { contentTypes } from '../../images/types.js';
 import type { VariantService } from '../../images/variants.js';
@@ -234,24 +234,15 @@ export function registerImageRoutes(app: FastifyInstance, options: ImageRoutesOp
       .send(imageMeta(image, true));
   });
 
-  // Issue 4: each owner's originals stay within PIXGATE_QUOTA_BYTES. Two uploads racing may
-  // both pass the check: the quota can be passed by at most one upload per concurrent request.
-  async function checkQuota(owner: string, bytes: number): Promise<void> {
-    if ((await store.ownerBytes(owner)) + bytes > config.quotaBytes) {
-      throw new AppError(
-        'quota_exceeded',
-        `The upload would pass the storage quota of ${config.quotaBytes} bytes`,
-      );
-    }
-  }
-
   async function readUpload(
     request: FastifyRequest,
     principal: Principal,
     visibility: ImageRecord['visibility'],
   ) {
-    await checkQuota(principal.subject, 1);
-    const beforeStore = (bytes: number) => checkQuota(principal.subject, bytes);
+    // Issue 4: each owner's originals stay within PIXGATE_QUOTA_BYTES. An owner already there is
+    // refused before the body is read; ingest checks again with the size, and with the insert.
+    await checkQuota(store, principal.subject, 1, config.quotaBytes);
+    const newImage = { owner: principal.subject, visibility, quotaBytes: config.quotaBytes };
     if (request.isMultipart()) {
       // One byte over our own cap: busboy would silently truncate at its limit, while ingest
       // counts the bytes itself and refuses with 413 before anything is stored.
@@ -263,7 +254,7 @@ export function registerImageRoutes(app: FastifyInstance, options: ImageRoutesOp
         part.file.resume();
         throw new AppError('invalid_request', 'Expected a multipart field named "file"');
       }
-      return ingest.fromStream(part.file, { owner: principal.subject, visibility, beforeStore });
+      return ingest.fromStream(part.file, newImage);
     }
     // Raw bodies arrive as the request stream itself (content-type parser in server.ts); any
     // other parsed body (JSON, text) is not an upload.
@@ -273,7 +264,7 @@ export function registerImageRoutes(app: FastifyInstance, options: ImageRoutesOp
         'Expected an image body (image/* or application/octet-stream) or multipart/form-data',
       );
     }
-    return ingest.fromStream(request.body, { owner: principal.subject, visibility, beforeStore });
+    return ingest.fromStream(request.body, newImage);
   }
 
   app.patch<{ Params: { id: string } }>('/v1/images/:id', async (request, reply) => {

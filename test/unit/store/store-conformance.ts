@@ -301,6 +301,30 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
         expect(await store.ownerBytes('alice')).toBe(3_000_001_000);
         expect(await store.ownerBytes('bob')).toBe(7);
       });
+
+      it('inserts within an owner quota, refusing with quota_exceeded one that would pass it', async () => {
+        await store.insertImage(makeImage({ bytes: 600 }), { ownerQuotaBytes: 1000 });
+        await store.insertImage(makeImage({ owner: 'bob', bytes: 900 }), { ownerQuotaBytes: 1000 });
+        const over = makeImage({ bytes: 401 });
+        await expect(store.insertImage(over, { ownerQuotaBytes: 1000 })).rejects.toMatchObject({
+          code: 'quota_exceeded',
+          status: 403,
+        });
+        expect(await store.getImage(over.id)).toBeUndefined();
+        // Exactly at the quota is within it.
+        await store.insertImage(makeImage({ bytes: 400 }), { ownerQuotaBytes: 1000 });
+        expect(await store.ownerBytes('alice')).toBe(1000);
+      });
+
+      it('lets concurrent inserts under one quota store no more than it', async () => {
+        const results = await Promise.allSettled(
+          Array.from({ length: 8 }, () =>
+            store.insertImage(makeImage({ bytes: 300 }), { ownerQuotaBytes: 1000 }),
+          ),
+        );
+        expect(results.filter((result) => result.status === 'fulfilled')).toHaveLength(3);
+        expect(await store.ownerBytes('alice')).toBe(900);
+      });
     });
 
     describe('links', () => {
