@@ -165,13 +165,17 @@ function skippedByReason(stdout: string): Map<string, string[]> {
   return skipped;
 }
 
+/** Not the dev default: the dev banner's token command must then name it. */
+const DEV_BANNER_AUDIENCE = 'https://images.example/api';
+
 let scratch: string;
 /** Shared by `token` and `dev`: the dev issuer key is created by the first, served by the second. */
 let devDataDir: string;
 
 beforeAll(async () => {
   scratch = await mkdtemp(join(tmpdir(), 'pixgate-cli-'));
-  devDataDir = join(scratch, 'dev-data');
+  // A name a shell would split or unquote: the dev banner's printed command must quote it.
+  devDataDir = join(scratch, "dev data's");
 });
 
 afterAll(async () => {
@@ -563,7 +567,11 @@ describe('dev', () => {
   beforeAll(async () => {
     // Trusting a proxy makes fastify read X-Forwarded-Host, which a rebinding page can set itself:
     // the Host check must hold regardless.
-    dev = await startCli(['dev'], { PIXGATE_DATA_DIR: devDataDir, PIXGATE_TRUST_PROXY: 'true' });
+    dev = await startCli(['dev'], {
+      PIXGATE_DATA_DIR: devDataDir,
+      PIXGATE_TRUST_PROXY: 'true',
+      PIXGATE_AUDIENCE: DEV_BANNER_AUDIENCE,
+    });
   });
   afterAll(async () => {
     const exit = await dev.stop();
@@ -576,10 +584,18 @@ describe('dev', () => {
   });
 
   it('prints a token command that works as printed, in a shell without its settings', async () => {
-    const printed = /get a token with: npx pixgate (token .*)$/m.exec(dev.output().stderr)?.[1];
-    // The server's data dir came from the environment; the command must carry it itself.
-    expect(printed).toBe(`token --sub alice --data-dir ${devDataDir}`);
-    const minted = await run((printed ?? '').split(' '));
+    const printed = /get a token with: npx pixgate (token .*)$/m.exec(dev.output().stderr)?.[1] ?? '';
+    // The server's data dir and audience came from the environment; the command carries them
+    // itself, quoted for a shell (the data dir has a space and a quote in its name).
+    expect(printed).toContain('--data-dir');
+    expect(printed).toContain('--audience');
+    const shell = spawn('sh', ['-c', `"$0" --import tsx src/cli/main.ts ${printed}`, process.execPath], {
+      cwd: REPO,
+      env: BASE_ENV,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const minted = await exited(shell);
+    expect(minted.stderr).toBe('');
     expect(minted.code).toBe(0);
     const listed = await fetch(`${dev.url}/v1/images`, {
       headers: { authorization: `Bearer ${minted.stdout.trim()}` },
