@@ -11,6 +11,14 @@ export const securityHeaders: Readonly<Record<string, string>> = {
 /** Image responses depend on Accept: the format (`auto`) and the JSON form. */
 export const VARY_IMAGE = 'Accept';
 
+/**
+ * An image response authenticated by the Authorization header depends on it too. A browser's
+ * own cache ignores Authorization unless told (RFC 9111 §4.1): without it, another token or an
+ * anonymous request in the same browser would be answered the owner's private image from that
+ * cache instead of its 404 or 401. (The cookie's answers vary on Cookie: session-cookie.ts.)
+ */
+export const VARY_IMAGE_BY_HEADER = 'Accept, Authorization';
+
 /** Strong or weak ETag list of If-None-Match against our strong ETag (RFC 9110 §13.1.2: weak comparison). */
 export function matchesIfNoneMatch(header: string | undefined, etag: string): boolean {
   if (header === undefined) return false;

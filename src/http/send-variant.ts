@@ -14,6 +14,8 @@ import { clientGoneSignal } from './request-state.js';
 
 export interface SendVariantOptions {
   readonly cacheControl: string;
+  /** The Vary header: VARY_IMAGE unless the credential adds to it (headers.ts). */
+  readonly vary?: string;
   /** Scaled down from what was asked: `Pixgate-Clamped: 1`. */
   readonly isClamped: boolean;
   /**
@@ -52,7 +54,7 @@ export function createVariantSender(config: Config, variants: VariantService) {
       }
       if (config.previewWatermark) transform = { ...transform, watermark: true };
     }
-    reply.header('vary', VARY_IMAGE).header('cache-control', options.cacheControl);
+    reply.header('vary', options.vary ?? VARY_IMAGE).header('cache-control', options.cacheControl);
     const output = predictOutputSize(record, transform);
     const format = chooseFormat(
       transform.format,

@@ -55,7 +55,7 @@ describe('a configured origin', () => {
     }
   });
 
-  it('reads an image with its bearer token, Vary: Accept, Origin', async () => {
+  it('reads an image with its bearer token, Vary: Accept, Authorization, Origin', async () => {
     const response = await fetch(`${server.url}/v1/images/${id}?w=20`, {
       headers: { origin: APP, authorization: `Bearer ${alice}` },
     });
@@ -63,7 +63,7 @@ describe('a configured origin', () => {
     expect(response.headers.get('access-control-allow-origin')).toBe(APP);
     expect(response.headers.get('access-control-allow-credentials')).toBeNull();
     expect(response.headers.get('access-control-expose-headers')).toContain('ETag');
-    expect(response.headers.get('vary')).toBe('Accept, Origin');
+    expect(response.headers.get('vary')).toBe('Accept, Authorization, Origin');
   });
 
   it('reads error answers too (a 401 a page can tell apart)', async () => {

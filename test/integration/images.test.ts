@@ -100,16 +100,16 @@ describe('upload and the original', () => {
     const etag = response.headers.get('etag') as string;
     expect(etag).toMatch(/^"[A-Za-z0-9_-]+"$/);
     // SPEC §4: Vary: Accept on every image response, the original too (its JSON form depends on
-    // Accept), for HEAD and for a 304 alike.
-    expect(response.headers.get('vary')).toBe('Accept');
+    // Accept), for HEAD and for a 304 alike; and Authorization, which authenticated it.
+    expect(response.headers.get('vary')).toBe('Accept, Authorization');
     const head = await fetch(`${server.url}/v1/images/${id}`, { method: 'HEAD', headers: auth(alice) });
     expect(head.status).toBe(200);
-    expect(head.headers.get('vary')).toBe('Accept');
+    expect(head.headers.get('vary')).toBe('Accept, Authorization');
     expect(head.headers.get('etag')).toBe(etag);
     expect((await head.arrayBuffer()).byteLength).toBe(0);
     const again = await get(`/v1/images/${id}`, auth(alice, { 'if-none-match': etag }));
     expect(again.response.status).toBe(304);
-    expect(again.response.headers.get('vary')).toBe('Accept');
+    expect(again.response.headers.get('vary')).toBe('Accept, Authorization');
   });
 
   it('reads the orientation: a sideways-stored JPEG is described and served upright', async () => {
@@ -134,7 +134,7 @@ describe('variants', () => {
     expect(meta).toMatchObject({ format: 'jpeg', width: 360, height: 270 });
     expect(meta.exif).toBeUndefined();
     expect(body.includes('PixgateTestCam')).toBe(false);
-    expect(response.headers.get('vary')).toBe('Accept');
+    expect(response.headers.get('vary')).toBe('Accept, Authorization');
     expect(response.headers.get('x-content-type-options')).toBe('nosniff');
     expect(response.headers.get('content-security-policy')).toBe("default-src 'none'");
     expect(response.headers.get('referrer-policy')).toBe('no-referrer');
@@ -182,7 +182,7 @@ describe('variants', () => {
     expect(again.response.status).toBe(304);
     expect(again.body.length).toBe(0);
     expect(again.response.headers.get('etag')).toBe(etag);
-    expect(again.response.headers.get('vary')).toBe('Accept');
+    expect(again.response.headers.get('vary')).toBe('Accept, Authorization');
     expect(await transformCount()).toBe(before);
   });
 
@@ -345,6 +345,37 @@ describe('who may see what (SPEC §2)', () => {
     } finally {
       await open.destroy();
     }
+  });
+});
+
+describe('caching by credential', () => {
+  // Security regression: an answer authenticated by the Authorization header sat in the
+  // browser's (private) HTTP cache keyed by URL and Accept only, so on a shared browser another
+  // token, or no token at all, was handed the owner's private image from that cache instead of
+  // its 404 or 401 (seen in Chromium). A cache must key such an answer on the header too.
+  it('varies an answer authenticated by the Authorization header on it, 304 and HEAD too', async () => {
+    const { id } = await upload(alice, photo, 'private');
+    for (const path of [`/v1/images/${id}`, `/v1/images/${id}?w=100`]) {
+      const { response } = await get(path, auth(alice));
+      expect(response.status, path).toBe(200);
+      expect(response.headers.get('vary'), path).toBe('Accept, Authorization');
+      const head = await fetch(`${server.url}${path}`, { method: 'HEAD', headers: auth(alice) });
+      expect(head.headers.get('vary'), path).toBe('Accept, Authorization');
+      const etag = response.headers.get('etag') as string;
+      const again = await get(path, auth(alice, { 'if-none-match': etag }));
+      expect(again.response.status, path).toBe(304);
+      expect(again.response.headers.get('vary'), path).toBe('Accept, Authorization');
+    }
+    // The same URL asked for by another user, or anonymously, is theirs to be refused.
+    expect((await get(`/v1/images/${id}?w=100`, auth(bob))).response.status).toBe(404);
+    expect((await get(`/v1/images/${id}?w=100`)).response.status).toBe(401);
+  });
+
+  it('does not vary an anonymous answer on Authorization', async () => {
+    const { id } = await upload(alice, photo, 'public');
+    const { response } = await get(`/v1/images/${id}?w=100`);
+    expect(response.status).toBe(200);
+    expect(response.headers.get('vary')).toBe('Accept');
   });
 });
 

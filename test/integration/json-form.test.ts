@@ -49,7 +49,7 @@ describe('Accept: application/json', () => {
     const response = await get(`/v1/images/${id}?w=100&format=jpeg`, { accept: 'application/json' });
     expect(response.status).toBe(200);
     expect(response.headers.get('content-type')).toMatch(/^application\/json/);
-    expect(response.headers.get('vary')).toBe('Accept');
+    expect(response.headers.get('vary')).toBe('Accept, Authorization');
     const form = (await response.json()) as JsonForm;
     expect(form).toMatchObject({ mimeType: 'image/jpeg', width: 100, height: 75 });
     const meta = await sharp(Buffer.from(form.base64Content, 'base64')).metadata();

@@ -26,7 +26,7 @@ import {
 import { isImageId } from '../../store/ids.js';
 import { type ImageRecord, type Store, visibilities } from '../../store/store.js';
 import { type Caller, type Identify, rawQuery, requesterOf } from '../authenticate.js';
-import { matchesIfNoneMatch, VARY_IMAGE } from '../headers.js';
+import { matchesIfNoneMatch, VARY_IMAGE, VARY_IMAGE_BY_HEADER } from '../headers.js';
 import { jsonFormEtag, outputTooLarge, sendJsonForm, wantsJsonForm } from '../json-form.js';
 import type { VariantSender } from '../send-variant.js';
 import { isJsonRequest, registerFromJson } from './register.js';
@@ -129,9 +129,10 @@ export function registerImageRoutes(app: FastifyInstance, options: ImageRoutesOp
     );
     const decision = authorizeView(caller.principal, image, requested, policy);
     const record = image as ImageRecord;
+    const vary = caller.source === 'header' ? VARY_IMAGE_BY_HEADER : VARY_IMAGE;
 
     if (decision.kind === 'original') {
-      reply.header('vary', VARY_IMAGE).header('cache-control', cacheControl(caller, record, decision));
+      reply.header('vary', vary).header('cache-control', cacheControl(caller, record, decision));
       const asJson = wantsJsonForm(request.headers.accept);
       const etag = asJson ? jsonFormEtag(`"${record.originEtag}"`) : `"${record.originEtag}"`;
       reply.header('etag', etag);
@@ -152,6 +153,7 @@ export function registerImageRoutes(app: FastifyInstance, options: ImageRoutesOp
       isClamped: decision.isClamped,
       isPreview: decision.isClamped,
       cacheControl: cacheControl(caller, record, decision),
+      vary,
     });
   }
 
