@@ -19,9 +19,9 @@ export interface SendVariantOptions {
   /** Scaled down from what was asked: `Pixgate-Clamped: 1`. */
   readonly isClamped: boolean;
   /**
-   * Clamped to a preview for someone who may only see a sniff (the policy's preview class):
-   * PIXGATE_PREVIEW_BLUR and PIXGATE_PREVIEW_WATERMARK apply. A share link held to its
-   * `maxWidth` is clamped but not a preview: its owner granted that image, unmarked.
+   * For someone who may only see a sniff (the policy's preview class), clamped or already within
+   * previewMax: PIXGATE_PREVIEW_BLUR and PIXGATE_PREVIEW_WATERMARK apply. A share link held to
+   * its `maxWidth` is clamped but not a preview: its owner granted that image, unmarked.
    */
   readonly isPreview?: boolean;
   /**
@@ -45,7 +45,7 @@ export function createVariantSender(config: Config, variants: VariantService) {
     requested: Transform,
     options: SendVariantOptions,
   ) {
-    // A clamped preview is visibly a sniff (issue 4): blurred when PIXGATE_PREVIEW_BLUR is set,
+    // A preview is visibly a sniff (issue 4): blurred when PIXGATE_PREVIEW_BLUR is set,
     // watermarked when PIXGATE_PREVIEW_WATERMARK is.
     let transform = requested;
     if (options.isPreview) {

@@ -27,7 +27,18 @@ export interface PolicyOptions {
 
 export type ViewDecision =
   | { readonly kind: 'original' }
-  | { readonly kind: 'variant'; readonly transform: Transform; readonly isClamped: boolean };
+  | {
+      readonly kind: 'variant';
+      readonly transform: Transform;
+      /** Scaled down from what was asked, to previewMax. */
+      readonly isClamped: boolean;
+      /**
+       * Seen by someone who may only see a preview, whatever the size asked for: the settings
+       * that mark a preview (blur, watermark) apply, or asking for a width within previewMax
+       * would get the same pixels unmarked.
+       */
+      readonly isPreview: boolean;
+    };
 
 export type Access = 'full' | 'preview' | 'public';
 
@@ -82,9 +93,9 @@ export function authorizeView(
   if (access === 'full' && requested === null && record.format !== 'svg') return { kind: 'original' };
 
   const bounded = clampTransform(record, requested ?? defaultTransform, options.maxDimension);
-  if (access !== 'preview') return { kind: 'variant', transform: bounded, isClamped: false };
+  if (access !== 'preview') return { kind: 'variant', transform: bounded, isClamped: false, isPreview: false };
   const preview = clampTransform(record, bounded, options.previewMax);
-  return { kind: 'variant', transform: preview, isClamped: preview !== bounded };
+  return { kind: 'variant', transform: preview, isClamped: preview !== bounded, isPreview: true };
 }
 
 /** `/meta`: readable by whoever may see the image; the owner is named only to owner and admins. */

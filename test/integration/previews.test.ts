@@ -92,11 +92,17 @@ describe('preview refinements', () => {
     expect(preview.response.headers.get('etag')).not.toBe(own.response.headers.get('etag'));
   });
 
-  it('leaves a preview that needs no clamping as it is', async () => {
-    const small = await fetchImage(`/v1/images/${id}?w=100&format=png`, bob);
-    const own = await fetchImage(`/v1/images/${id}?w=100&format=png`, alice);
-    expect(small.response.headers.get('pixgate-clamped')).toBeNull();
-    expect(small.response.headers.get('etag')).toBe(own.response.headers.get('etag'));
+  it('marks a preview that needs no clamping too: asking for a width within previewMax does not unmark it', async () => {
+    for (const w of [200, 100]) {
+      const small = await fetchImage(`/v1/images/${id}?w=${w}&format=png`, bob);
+      const own = await fetchImage(`/v1/images/${id}?w=${w}&format=png`, alice);
+      // Not scaled down from what was asked, but a preview all the same.
+      expect(small.response.headers.get('pixgate-clamped')).toBeNull();
+      expect((await sharp(small.body).metadata()).width).toBe(w);
+      expect(small.response.headers.get('etag')).not.toBe(own.response.headers.get('etag'));
+      expect(await detail(small.body)).toBeLessThan((await detail(own.body)) * 0.8);
+      expect(await bottomMean(small.body)).toBeLessThan((await bottomMean(own.body)) - 40);
+    }
   });
 
   it('leaves a share link clamped to its maxWidth as granted: the owner’s variant, unmarked', async () => {

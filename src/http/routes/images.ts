@@ -151,7 +151,7 @@ export function registerImageRoutes(app: FastifyInstance, options: ImageRoutesOp
 
     return sendVariant(request, reply, record, decision.transform, {
       isClamped: decision.isClamped,
-      isPreview: decision.isClamped,
+      isPreview: decision.isPreview,
       cacheControl: cacheControl(caller, record, decision),
       vary,
     });

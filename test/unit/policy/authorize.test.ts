@@ -49,12 +49,13 @@ const callers = {
 const big: Transform = { w: 1000, fit: 'inside', format: 'auto' };
 const small: Transform = { w: 200, fit: 'inside', format: 'webp' };
 
-type Outcome = 'original' | 'variant' | 'clamped' | 401 | 404;
+/** `preview`: a preview within previewMax as asked, not scaled down but marked as a preview. */
+type Outcome = 'original' | 'variant' | 'clamped' | 'preview' | 401 | 404;
 
 /**
  * What authorizeView answers. A clamped preview is checked by what it makes, not by its flag:
  * the output size predicted for its transform (as the pipeline will make it) fits previewMax on
- * both sides, or the test fails here.
+ * both sides, or the test fails here. Every clamped variant is a preview.
  */
 function outcome(
   who: Principal | null,
@@ -65,8 +66,12 @@ function outcome(
   try {
     const decision = authorizeView(who, source, requested, policy);
     if (decision.kind === 'original') return 'original';
-    if (decision.isClamped) expectWithinPreview(source as ImageRecord, decision.transform, policy);
-    return decision.isClamped ? 'clamped' : 'variant';
+    if (decision.isClamped) {
+      expectWithinPreview(source as ImageRecord, decision.transform, policy);
+      expect(decision.isPreview).toBe(true);
+      return 'clamped';
+    }
+    return decision.isPreview ? 'preview' : 'variant';
   } catch (error) {
     if (error instanceof AppError && (error.status === 401 || error.status === 404)) return error.status;
     throw error;
@@ -90,7 +95,7 @@ const table: Array<[keyof typeof callers, Visibility, Outcome, Outcome, Outcome]
   ['admin', 'preview', 'original', 'variant', 'variant'],
   ['admin', 'public', 'original', 'variant', 'variant'],
   ['other', 'private', 404, 404, 404],
-  ['other', 'preview', 'clamped', 'clamped', 'variant'],
+  ['other', 'preview', 'clamped', 'clamped', 'preview'],
   ['other', 'public', 'variant', 'variant', 'variant'],
   ['anonymous', 'private', 401, 401, 401],
   ['anonymous', 'preview', 401, 401, 401],
@@ -136,7 +141,7 @@ describe('authorizeView: the table of SPEC §2', () => {
 
   it('the original of a non-owner is a re-encoded variant, never the stored bytes', () => {
     const decision = authorizeView(callers.other, image('public'), null, options);
-    expect(decision).toMatchObject({ kind: 'variant', isClamped: false });
+    expect(decision).toMatchObject({ kind: 'variant', isClamped: false, isPreview: false });
   });
 
   it('SVG is rasterized even for its owner', () => {
