@@ -62,6 +62,24 @@ const originAuthKeys = [
 
 const LOOPBACK_HOSTS = new Set(['127.0.0.1', '::1', 'localhost']);
 
+/**
+ * Settings whose value is a credential. A problem with one names the setting and what is wrong,
+ * never the value: problems go to stderr, and from there to journald or a container's log.
+ */
+const SECRET_KEYS = new Set([
+  'originBearer',
+  'originBasic',
+  'originHeader',
+  'originClientSecret',
+  'introspectionClientSecret',
+  'signingKeys',
+  'metricsToken',
+]);
+
+/** A value as a problem quotes it: a URL's `user:password@` is not quoted either. */
+const quoted = (value: unknown) =>
+  JSON.stringify(typeof value === 'string' ? value.replace(/\/\/[^/?#]*@/, '//[redacted]@') : value);
+
 export function loadConfig(options: LoadConfigOptions = {}): Config {
   const env = options.env ?? process.env;
   const cwd = options.cwd ?? process.cwd();
@@ -114,8 +132,11 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
       // Inside a structured value (presets), name the part (`thumb.w: …`) rather than echo it all.
       const inner = issue.path.slice(1).filter((part) => typeof part === 'string');
       const shown =
-        inner.length === 0 && key in merged && (merged[key] === null || typeof merged[key] !== 'object')
-          ? ` but received ${JSON.stringify(merged[key])}`
+        inner.length === 0 &&
+        key in merged &&
+        !SECRET_KEYS.has(key) &&
+        (merged[key] === null || typeof merged[key] !== 'object')
+          ? ` but received ${quoted(merged[key])}`
           : '';
       problems.push(`${where}: ${inner.length > 0 ? `${inner.join('.')}: ` : ''}${issue.message}${shown}`);
     }
