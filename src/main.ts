@@ -41,6 +41,12 @@ import type { Store } from './store/store.js';
  * scaled-out form is chosen here, and nowhere else knows which one runs.
  */
 
+/**
+ * How long a shutdown waits for requests in flight: under `docker stop`'s 10 s before SIGKILL,
+ * and far longer than a transform or an upload over a working link takes.
+ */
+const SHUTDOWN_GRACE_MS = 5000;
+
 export interface StartOptions {
   readonly logger?: Logger;
   readonly clock?: Clock;
@@ -217,7 +223,16 @@ export async function startPixgate(config: Config, options: StartOptions = {}): 
   const close = async () => {
     if (closed) return;
     closed = true;
-    await server.close();
+    // Requests in flight get a grace period to finish; then their connections are cut. A client
+    // that stalls (an upload that never ends) would otherwise hold the shutdown until the process
+    // manager's SIGKILL, leaving its temp file behind; cut off, it is an upload broken off,
+    // refused and removed like any other (SPEC §6: stored completely or not at all).
+    const cut = setTimeout(() => server.server.closeAllConnections(), SHUTDOWN_GRACE_MS);
+    try {
+      await server.close();
+    } finally {
+      clearTimeout(cut);
+    }
     await variants.drain();
     await cache.close();
     await sessionStore.close();

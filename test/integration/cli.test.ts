@@ -550,6 +550,59 @@ describe('serve', () => {
   });
 });
 
+describe('shutdown with an upload that stalls', () => {
+  it('SIGTERM cuts it off after a grace period: exit 0, no temp file, no original, no row', async () => {
+    const dataDir = join(scratch, 'stalled-upload');
+    const server = await startCli(['dev'], { PIXGATE_DATA_DIR: dataDir });
+    const token = (
+      await run(['token', '--sub', 'alice', '--scope', 'images:write'], { PIXGATE_DATA_DIR: dataDir })
+    ).stdout.trim();
+    // Half of the announced body, then silence: a client on a dead link, or a slowloris.
+    const socket = connect(server.port, '127.0.0.1');
+    socket.on('error', () => {});
+    await new Promise((resolve) => socket.once('connect', resolve));
+    socket.write(
+      [
+        'POST /v1/images HTTP/1.1',
+        `Host: 127.0.0.1:${server.port}`,
+        `Authorization: Bearer ${token}`,
+        'Content-Type: image/jpeg',
+        'Content-Length: 200000',
+        '',
+        '',
+      ].join('\r\n'),
+    );
+    socket.write(Buffer.alloc(100_000, 1));
+    const tmp = join(dataDir, 'tmp');
+    for (let tries = 0; (await readdir(tmp).catch(() => [])).length === 0 && tries < 100; tries++) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    expect(await readdir(tmp)).toHaveLength(1);
+
+    const started = Date.now();
+    const exit = await Promise.race([
+      server.stop(),
+      new Promise<Exit>((resolve) =>
+        setTimeout(() => resolve({ code: null, signal: null, stdout: 'still running', stderr: '' }), 20_000),
+      ),
+    ]);
+    socket.destroy();
+    expect(exit).toMatchObject({ code: 0, signal: null });
+    expect(Date.now() - started).toBeLessThan(15_000);
+    expect(await readdir(tmp)).toEqual([]);
+    expect(await readdir(join(dataDir, 'originals'), { recursive: true }).catch(() => [])).toEqual([]);
+    const listed = await startTestServer({ dev: true }, { dataDir });
+    try {
+      const answer = await fetch(`${listed.url}/v1/images`, {
+        headers: { authorization: `Bearer ${await listed.token('alice')}` },
+      });
+      expect(await answer.json()).toEqual({ items: [], nextCursor: null });
+    } finally {
+      await listed.close();
+    }
+  }, 40_000);
+});
+
 describe('serve with PIXGATE_DEV=true', () => {
   it('is dev mode, just as loud as `pixgate dev`', async () => {
     const serve = await startCli(['serve'], {
