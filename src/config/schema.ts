@@ -64,6 +64,15 @@ const httpUrl = z
     error: 'Expected an http(s) URL',
   });
 
+/**
+ * A URL pixgate fetches itself (JWKS, introspection, an origin's token endpoint). fetch refuses
+ * one with `user:password@` in it, with an error that quotes it: the server would start, fail
+ * every request, and log the password with each one.
+ */
+const fetchUrl = httpUrl.refine((value) => !/^https?:\/\/[^/?#]*@/i.test(value), {
+  error: 'Expected an http(s) URL without credentials in it',
+});
+
 const sizesList = z.preprocess(
   (value) => {
     if (typeof value !== 'string') return value;
@@ -211,7 +220,7 @@ export const ConfigSchema = z
 
     issuer: text.optional(),
     audience: text.optional(),
-    jwksUrl: httpUrl.optional(),
+    jwksUrl: fetchUrl.optional(),
     requireAtJwt: boolean.default(false),
     /** Allowed difference between our clock and the issuer's for `exp`/`nbf`. */
     clockSkewSeconds: integer(0, 300).default(30),
@@ -260,7 +269,7 @@ export const ConfigSchema = z
     originBearer: text.optional(),
     originBasic: text.refine((value) => value.includes(':'), { error: 'Expected user:password' }).optional(),
     originHeader: originHeader.optional(),
-    originTokenUrl: httpUrl.optional(),
+    originTokenUrl: fetchUrl.optional(),
     originClientId: text.optional(),
     originClientSecret: text.optional(),
     originScope: text.optional(),
@@ -286,7 +295,7 @@ export const ConfigSchema = z
     uploadLimit: integer(0, 10_000_000).default(200),
     /** Bytes of originals stored per owner. */
     quotaBytes: bytes(1, 1024 ** 5).default(10 * 1024 ** 3),
-    introspectionUrl: httpUrl.optional(),
+    introspectionUrl: fetchUrl.optional(),
     introspectionClientId: text.optional(),
     introspectionClientSecret: text.optional(),
     /** Previews (clamped variants) are blurred by this sigma; 0: off. */

@@ -642,6 +642,32 @@ describe('problems never echo a secret', () => {
     ).toEqual(['PIXGATE_SIGNING_KEYS: Each key id may appear only once']);
   });
 
+  it('refuses a user and password written into a URL pixgate fetches: fetch refuses it, quoting it', () => {
+    // Accepted, the server started and then answered every token 503, logging the password with
+    // each request (undici's message quotes the URL it refuses).
+    const withCredentials = `https://user:${SECRET}@login.example.com/`;
+    const problems = problemsOf({
+      env: {
+        PIXGATE_JWKS_URL: `${withCredentials}jwks.json`,
+        PIXGATE_INTROSPECTION_URL: `${withCredentials}introspect`,
+        PIXGATE_INTROSPECTION_CLIENT_ID: 'pixgate',
+        PIXGATE_INTROSPECTION_CLIENT_SECRET: 'secret',
+        PIXGATE_STORAGE: 'https://files.internal/lib/',
+        PIXGATE_ORIGIN_TOKEN_URL: `${withCredentials}token`,
+        PIXGATE_ORIGIN_CLIENT_ID: 'pixgate',
+        PIXGATE_ORIGIN_CLIENT_SECRET: 'secret',
+      },
+    });
+    expect(problems).toEqual(
+      expect.arrayContaining([
+        'PIXGATE_JWKS_URL: Expected an http(s) URL without credentials in it but received "https://[redacted]@login.example.com/jwks.json"',
+        'PIXGATE_INTROSPECTION_URL: Expected an http(s) URL without credentials in it but received "https://[redacted]@login.example.com/introspect"',
+        'PIXGATE_ORIGIN_TOKEN_URL: Expected an http(s) URL without credentials in it but received "https://[redacted]@login.example.com/token"',
+      ]),
+    );
+    expect(problems.join('\n')).not.toContain(SECRET);
+  });
+
   it('shows a URL without the user and password written into it', () => {
     expect(problemsOf({ env: { PIXGATE_STORAGE: `https://user:${SECRET}@files.internal/` } })).toEqual([
       'PIXGATE_STORAGE: Expected file:PATH, s3://bucket/prefix or an http(s):// base URL without credentials in it but received "https://[redacted]@files.internal/"',
