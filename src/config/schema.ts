@@ -215,6 +215,12 @@ export const ConfigSchema = z
     host: text.default('127.0.0.1'),
     port: integer(0, 65535).default(8080),
     dataDir: text.default(DEFAULT_DATA_DIR),
+    /**
+     * The longest a request may take to arrive in full, head and body: Node's own default, which
+     * fastify turns off. Past it a client that stopped sending (a dead link, a slowloris) is
+     * answered 408 and its upload keeps nothing.
+     */
+    requestTimeoutSeconds: integer(1, 86_400).default(300),
     /** Dev mode: demo issuer with a key in the data dir, loopback only, loud warning. */
     dev: boolean.default(false),
 

@@ -74,6 +74,23 @@ function hostHeaderName(host: string | undefined): string {
  */
 const trustOneProxy = (_address: string, hop: number) => hop === 0;
 
+/**
+ * Node's timeouts for a request still arriving. Node checks them every
+ * `connectionsCheckingInterval` (30 s by default), so a request is cut off between the timeout
+ * and the timeout plus that interval; the interval shrinks with a short timeout. The head alone
+ * gets at most Node's default 60 s, and never more than the whole request (Node refuses that).
+ */
+function requestTimeouts(seconds: number) {
+  const requestTimeout = seconds * 1000;
+  return {
+    requestTimeout,
+    http: {
+      headersTimeout: Math.min(60_000, requestTimeout),
+      connectionsCheckingInterval: Math.min(30_000, Math.ceil(requestTimeout / 4)),
+    },
+  };
+}
+
 function requestIds(): () => string {
   const prefix = randomUUID().slice(0, 8);
   let count = 0;
@@ -103,6 +120,7 @@ export async function buildServer(parts: ServerParts): Promise<FastifyInstance> 
     childLoggerFactory: (logger, bindings) =>
       new LazyChildLogger(logger as Logger, bindings) as unknown as FastifyBaseLogger,
     bodyLimit: 64 * 1024,
+    ...requestTimeouts(config.requestTimeoutSeconds),
     return503OnClosing: true,
     // A URL fastify cannot route (bad percent-encoding, a path segment over maxParamLength) is
     // answered before any hook runs: by default in fastify's own format, without our headers or

@@ -62,7 +62,13 @@ export function rawRequest(
 }
 
 /** A JPEG upload whose `Content-Length` announces `declared` bytes, of which only `firstBytes` are sent. */
-export function uploadWithBodyHeld(url: string, token: string, declared: number, firstBytes: Buffer) {
+export function uploadWithBodyHeld(
+  url: string,
+  token: string,
+  declared: number,
+  firstBytes: Buffer,
+  waitMs?: number,
+) {
   return requestWithBodyHeld(
     url,
     [
@@ -72,6 +78,7 @@ export function uploadWithBodyHeld(url: string, token: string, declared: number,
       `Content-Length: ${declared}`,
     ],
     firstBytes,
+    waitMs,
   );
 }
 

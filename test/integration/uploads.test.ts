@@ -7,8 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openStorage } from '../../src/main.js';
 import { eventually } from '../helpers/eventually.js';
 import { heicHeader, photoWithGps, pngBomb, synth } from '../helpers/images.js';
-import { uploadWithBodyHeld } from '../helpers/net.js';
-import { startTestServer, type TestServer } from '../helpers/pixgate.js';
+import { requestWithBodyHeld, uploadWithBodyHeld } from '../helpers/net.js';
+import { dataFiles, startTestServer, type TestServer } from '../helpers/pixgate.js';
 import { mountReadOnly, mountTinyDisk } from '../helpers/tiny-disk.js';
 
 /**
@@ -204,6 +204,46 @@ describe('refused uploads keep nothing', () => {
     });
     // The server notices the aborted body and removes the temp file.
     await eventually(expectNothingKept);
+  });
+});
+
+describe('a body that stops arriving', () => {
+  // PIXGATE_REQUEST_TIMEOUT_SECONDS, shortened: a client that sends part of a body and then
+  // nothing (a dead link, or a slowloris holding sockets and temp files) is cut off.
+  let slow: TestServer;
+  beforeAll(async () => {
+    slow = await startTestServer({ dev: true, requestTimeoutSeconds: 1 });
+  });
+  afterAll(() => slow.destroy());
+
+  it('is answered 408 once the request timeout has passed, and the upload keeps nothing', async () => {
+    const writer = await slow.token('uploader', 'images:write');
+    const started = Date.now();
+    const answer = await uploadWithBodyHeld(slow.url, writer, 200_000, Buffer.alloc(50_000, 7), 6000);
+    expect(answer.status).toBe(408);
+    expect(JSON.parse(answer.body)).toEqual({
+      error: { code: 'request_timeout', message: 'The request took too long to arrive' },
+    });
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1000);
+    await eventually(async () => {
+      expect(await dataFiles(slow, 'tmp').catch(() => [])).toEqual([]);
+      expect(await dataFiles(slow, 'originals').catch(() => [])).toEqual([]);
+    });
+    // Its own log line says what happened to it.
+    await eventually(() => {
+      const lines = slow.logs.map((line) => JSON.parse(line) as { route?: string; status?: number });
+      expect(lines).toContainEqual(expect.objectContaining({ route: '/v1/images', status: 408 }));
+    });
+  });
+
+  it('holds for a JSON body too, before any credential is checked', async () => {
+    const answer = await requestWithBodyHeld(
+      slow.url,
+      ['POST /v1/sessions HTTP/1.1', 'Content-Type: application/json', 'Content-Length: 1000'],
+      Buffer.from('{"tok'),
+      6000,
+    );
+    expect(answer.status).toBe(408);
   });
 });
 

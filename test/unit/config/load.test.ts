@@ -70,6 +70,7 @@ describe('defaults', () => {
       host: '127.0.0.1',
       port: 8080,
       dataDir: join(CWD, 'data'),
+      requestTimeoutSeconds: 300,
       dev: false,
       issuer: undefined,
       audience: undefined,
