@@ -1,5 +1,6 @@
 import sharp, { type Metadata, type Sharp } from 'sharp';
 import type { Variant } from '../cache/variant-cache.js';
+import { AppError } from '../errors.js';
 import { framesKept, inputOptions, tooManyPixels, unprocessable } from './decode.js';
 import { isAnimated } from './negotiate.js';
 import { effectiveFit, predictOutputSize } from './output-size.js';
@@ -163,9 +164,29 @@ const steps: readonly Step[] = [autoOrient, toSrgb, resize, flatten, blur, water
 
 const FAILED = 'The image could not be processed';
 
+/**
+ * What the store recorded of the image to render: how many pages it has, and its displayed size,
+ * from which the policy bounded the output (a preview's previewMax). Without a size (tests of the
+ * pipeline alone) any input is taken as it is.
+ */
+export interface RecordedImage {
+  readonly pages: number;
+  readonly width?: number;
+  readonly height?: number;
+}
+
+/**
+ * The input is not the image recorded: replaced at its origin, or damaged. Rendered anyway, its
+ * output could pass the bound the policy set from the recorded size.
+ */
+const notTheRecordedImage = (recorded: RecordedImage, found: { width: number; height: number }) =>
+  new AppError('origin_error', 'The original at the origin is not the image registered', {
+    detail: `recorded ${recorded.width} × ${recorded.height}, found ${found.width} × ${found.height}: register or upload it again`,
+  });
+
 export function createPipeline(options: PipelineOptions) {
   /** Reads the header only: what the image is, and how many frames are decoded. */
-  async function open(input: Buffer, plan: RenderPlan, pages: number): Promise<RenderContext> {
+  async function open(input: Buffer, plan: RenderPlan, recorded: RecordedImage): Promise<RenderContext> {
     let meta: Metadata;
     try {
       // No pixel limit on the header: the budget below counts frames, which sharp cannot.
@@ -173,13 +194,17 @@ export function createPipeline(options: PipelineOptions) {
     } catch (error) {
       throw unprocessable(FAILED, error);
     }
+    const found = meta.autoOrient;
+    if (recorded.width !== undefined && (found.width !== recorded.width || found.height !== recorded.height)) {
+      throw notTheRecordedImage(recorded, found);
+    }
     // Without `pages`, sharp's header describes the first frame.
     const framePixels = meta.width * meta.height;
     if (framePixels > options.maxInputPixels) {
       throw tooManyPixels(meta.width, meta.height, 1, options.maxInputPixels);
     }
     // A 90° orientation cannot be applied to several frames: such a rarity gets its first frame.
-    const available = Math.min(pages, meta.pages ?? 1);
+    const available = Math.min(recorded.pages, meta.pages ?? 1);
     // A watermarked preview is one frame: the overlay is drawn once, and a sniff need not move.
     const keepsAnimation =
       plan.format === 'webp' &&
@@ -204,8 +229,8 @@ export function createPipeline(options: PipelineOptions) {
   }
 
   return {
-    async render(input: Buffer, plan: RenderPlan, source: { pages: number }): Promise<Variant> {
-      const ctx = await open(input, plan, source.pages);
+    async render(input: Buffer, plan: RenderPlan, recorded: RecordedImage): Promise<Variant> {
+      const ctx = await open(input, plan, recorded);
       for (const step of steps) step(ctx);
       try {
         const { data, info } = await ctx.image.toBuffer({ resolveWithObject: true });

@@ -1,4 +1,5 @@
 import type { Variant, VariantCache, VariantKey } from '../cache/variant-cache.js';
+import { AppError, isAppError } from '../errors.js';
 import type { Origin, OriginObject } from '../origins/origin.js';
 import type { ImageRecord } from '../store/store.js';
 import type { Pipeline } from './pipeline.js';
@@ -14,6 +15,21 @@ export interface VariantServiceOptions {
   /** Largest original read from the origin. */
   readonly maxOriginBytes: number;
   readonly onRendered?: (format: string, seconds: number) => void;
+}
+
+/**
+ * An original was judged an image when it was stored: one that no longer decodes was damaged or
+ * replaced at its origin. The origin's failure (502), not the request's (422): the caller can
+ * do nothing about it, and an operator's alerts count 5xx.
+ */
+function storedNotAnImage(error: unknown): never {
+  if (isAppError(error) && error.code === 'unprocessable_image') {
+    throw new AppError('origin_error', 'The original could not be read as an image', {
+      detail: error.message,
+      cause: error,
+    });
+  }
+  throw error;
 }
 
 /**
@@ -53,7 +69,7 @@ export function createVariantService(options: VariantServiceOptions) {
             () => origin.read(image.originKey, { maxBytes: options.maxOriginBytes }),
             async (original) => {
               const started = performance.now();
-              const variant = await pipeline.render(original.body, plan, image);
+              const variant = await pipeline.render(original.body, plan, image).catch(storedNotAnImage);
               options.onRendered?.(plan.format, (performance.now() - started) / 1000);
               remember(key, variant);
               return variant;

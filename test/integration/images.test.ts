@@ -1,7 +1,8 @@
-import { readdir, stat } from 'node:fs/promises';
+import { readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { uploadKey } from '../../src/images/ingest.js';
 import { photoWithGps, synth } from '../helpers/images.js';
 import { restartWithoutVariants, startTestServer, type TestServer, uploadImage } from '../helpers/pixgate.js';
 import { shape } from '../helpers/response-shape.js';
@@ -537,5 +538,39 @@ describe('restart', () => {
       await first.close();
       await (second ?? first).destroy();
     }
+  });
+});
+
+describe('an original that changed behind pixgate (disk damage, or a registered original replaced at its origin)', () => {
+  const originalPath = (id: string) => {
+    const { storage } = server.config;
+    if (!storage.startsWith('file:')) throw new Error('expected a file origin');
+    return join(storage.slice('file:'.length), uploadKey(id));
+  };
+
+  it('is a 502 origin_error, not a 422 as if the request were wrong', async () => {
+    const { id } = await upload(alice, (await synth('png', 120, 90)).body, 'private', 'image/png');
+    await writeFile(originalPath(id), Buffer.from('no longer an image'));
+    const { response, body } = await get(`/v1/images/${id}?w=50`, auth(alice));
+    expect(response.status).toBe(502);
+    expect(response.headers.get('cache-control')).toBe('no-store');
+    expect(JSON.parse(body.toString())).toEqual({
+      error: { code: 'origin_error', message: 'The original could not be read as an image' },
+    });
+  });
+
+  it('of another size is refused, never rendered to a preview beyond previewMax', async () => {
+    // Small enough that the policy needs no box for it: only its recorded size bounds it.
+    const { id } = await upload(alice, (await synth('png', 200, 150)).body, 'preview', 'image/png');
+    await writeFile(originalPath(id), (await synth('png', 1600, 1200)).body);
+    const { response, body } = await get(`/v1/images/${id}`, auth(bob));
+    expect(response.status).toBe(502);
+    expect(JSON.parse(body.toString())).toEqual({
+      error: { code: 'origin_error', message: 'The original at the origin is not the image registered' },
+    });
+    const line = server.logs
+      .map((text) => JSON.parse(text) as { url?: string; detail?: string })
+      .find((entry) => entry.url === `/v1/images/${id}`);
+    expect(line?.detail).toContain('(recorded 200 × 150, found 1600 × 1200: register or upload it again)');
   });
 });

@@ -386,3 +386,26 @@ describe('pipeline: bad input is a 422, never a crash', () => {
     expect(error.publicMessage).toBe('The image could not be processed');
   });
 });
+
+describe('pipeline: the input must be the image recorded', () => {
+  it('renders an input of the recorded size, and refuses one of another size (origin_error)', async () => {
+    const input = await photo.clone().png().toBuffer();
+    const rendered = await pipeline.render(input, plan({}, 'png'), { pages: 1, width: 400, height: 300 });
+    expect([rendered.width, rendered.height]).toEqual([400, 300]);
+
+    const error = await failure(
+      pipeline.render(input, plan({}, 'png'), { pages: 1, width: 200, height: 150 }),
+    );
+    expect(error.code).toBe('origin_error');
+    expect(error.status).toBe(502);
+    expect(error.publicMessage).toBe('The original at the origin is not the image registered');
+    expect(error.message).toContain('recorded 200 × 150, found 400 × 300');
+  });
+
+  it('compares the displayed size: an EXIF-rotated original is recorded upright', async () => {
+    // Stored 400 × 300 with orientation 6 (90° clockwise): displayed 300 × 400, as inspect records it.
+    const rotated = await photo.clone().jpeg().withMetadata({ orientation: 6 }).toBuffer();
+    const rendered = await pipeline.render(rotated, plan({}, 'jpeg'), { pages: 1, width: 300, height: 400 });
+    expect([rendered.width, rendered.height]).toEqual([300, 400]);
+  });
+});
