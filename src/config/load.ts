@@ -179,6 +179,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
   problems.push(
     ...originAuthProblems(
       Object.fromEntries(originAuthKeys.map((key) => [key, valid(key)])) as OriginAuthSettings,
+      (key) => merged[key] !== undefined,
       (key) => origin[key] ?? envName(key),
     ),
   );

@@ -19,10 +19,17 @@ export interface OriginAuthSettings {
 
 const CLIENT_CREDENTIALS = ['originTokenUrl', 'originClientId', 'originClientSecret'] as const;
 
-/** Problems as `NAME: what is wrong`, with `nameOf` giving where each setting came from. */
-export function originAuthProblems(settings: OriginAuthSettings, nameOf: (key: string) => string): string[] {
+/**
+ * Problems as `NAME: what is wrong`, with `nameOf` giving where each setting came from. `settings`
+ * holds the valid values; `given` says which settings were set at all, valid or not: one set to
+ * an invalid value (reported on its own) is not missing, and nothing is judged from its value.
+ */
+export function originAuthProblems(
+  settings: OriginAuthSettings,
+  given: (key: keyof OriginAuthSettings) => boolean,
+  nameOf: (key: string) => string,
+): string[] {
   const problems: string[] = [];
-  const given = (key: keyof OriginAuthSettings) => settings[key] !== undefined;
   const kinds = [
     given('originBearer') && 'originBearer',
     given('originBasic') && 'originBasic',
@@ -40,7 +47,12 @@ export function originAuthProblems(settings: OriginAuthSettings, nameOf: (key: s
   } else if (given('originScope')) {
     problems.push(`${nameOf('originScope')}: only with PIXGATE_ORIGIN_TOKEN_URL (OAuth client credentials)`);
   }
-  if ((kinds.length > 0 || given('originScope')) && !(settings.storage && isHttpBase(settings.storage))) {
+  const storageInvalid = given('storage') && settings.storage === undefined;
+  if (
+    (kinds.length > 0 || given('originScope')) &&
+    !storageInvalid &&
+    !(settings.storage && isHttpBase(settings.storage))
+  ) {
     problems.push(`${nameOf(kinds[0] ?? 'originScope')}: only for an http(s) PIXGATE_STORAGE`);
   }
   return problems;

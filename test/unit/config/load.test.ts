@@ -598,8 +598,19 @@ describe('resolved paths', () => {
       [
         'PIXGATE_ORIGIN_BASIC: Expected user:password',
         'PIXGATE_ORIGIN_HEADER: Expected "Name: value" with a header name pixgate does not set itself',
+        // Set, if invalid: two kinds all the same.
+        'PIXGATE_ORIGIN_BASIC, PIXGATE_ORIGIN_HEADER: choose one way to authenticate to the HTTP origin',
       ],
     );
+    // An invalid value is reported once, as invalid: not also as missing, and nothing is judged
+    // from it (an invalid PIXGATE_STORAGE is not "not an HTTP origin").
+    const clientCredentials = { PIXGATE_ORIGIN_CLIENT_ID: 'pixgate', PIXGATE_ORIGIN_CLIENT_SECRET: 's3cret' };
+    expectProblems({ env: { ...http, ...clientCredentials, PIXGATE_ORIGIN_TOKEN_URL: 'not a url' } }, [
+      'PIXGATE_ORIGIN_TOKEN_URL: Expected an http(s) URL but received "not a url"',
+    ]);
+    expectProblems({ env: { PIXGATE_STORAGE: 'ftp://lib', PIXGATE_ORIGIN_BEARER: 't' } }, [
+      'PIXGATE_STORAGE: Expected file:PATH, s3://bucket/prefix or an http(s):// base URL without credentials in it but received "ftp://lib"',
+    ]);
   });
 
   it('an empty data dir is a problem', () => {
@@ -634,6 +645,7 @@ describe('problems never echo a secret', () => {
         '--origin-header: Expected "Name: value" with a header name pixgate does not set itself',
         'PIXGATE_INTROSPECTION_CLIENT_SECRET: Expected a non-empty value',
         'PIXGATE_SIGNING_KEYS: Expected kid:base64secret (`pixgate keygen` prints one)',
+        'PIXGATE_ORIGIN_BASIC, --origin-header: choose one way to authenticate to the HTTP origin',
       ].sort(),
     );
     expect(
