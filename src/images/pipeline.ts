@@ -195,7 +195,10 @@ export function createPipeline(options: PipelineOptions) {
       throw unprocessable(FAILED, error);
     }
     const found = meta.autoOrient;
-    if (recorded.width !== undefined && (found.width !== recorded.width || found.height !== recorded.height)) {
+    if (
+      recorded.width !== undefined &&
+      (found.width !== recorded.width || found.height !== recorded.height)
+    ) {
       throw notTheRecordedImage(recorded, found);
     }
     // Without `pages`, sharp's header describes the first frame.

@@ -93,7 +93,8 @@ export function authorizeView(
   if (access === 'full' && requested === null && record.format !== 'svg') return { kind: 'original' };
 
   const bounded = clampTransform(record, requested ?? defaultTransform, options.maxDimension);
-  if (access !== 'preview') return { kind: 'variant', transform: bounded, isClamped: false, isPreview: false };
+  if (access !== 'preview')
+    return { kind: 'variant', transform: bounded, isClamped: false, isPreview: false };
   const preview = clampTransform(record, bounded, options.previewMax);
   return { kind: 'variant', transform: preview, isClamped: preview !== bounded, isPreview: true };
 }
