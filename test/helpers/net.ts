@@ -1,5 +1,5 @@
 import { createServer, type Server } from 'node:http';
-import { type AddressInfo, connect } from 'node:net';
+import { type AddressInfo, connect, createServer as createNetServer, type Socket } from 'node:net';
 
 /** A loopback port nobody listens on (bound, then released): an origin that is down. */
 export async function closedPort(): Promise<number> {
@@ -137,4 +137,47 @@ export function requestWithBodyHeld(
     socket.on('end', () => settle(true));
     socket.on('error', fail);
   });
+}
+
+/**
+ * A TCP proxy on a loopback port in front of `targetPort` that can be taken down and brought up
+ * again: a service (S3) that goes away for a while and comes back at the same address. Down, it
+ * cuts the connections it carries and refuses new ones.
+ */
+export async function startSwitchableProxy(targetPort: number): Promise<{
+  readonly port: number;
+  setDown(down: boolean): void;
+  close(): Promise<void>;
+}> {
+  let down = false;
+  const open = new Set<Socket>();
+  const proxy = createNetServer((client) => {
+    if (down) {
+      client.destroy();
+      return;
+    }
+    const upstream = connect(targetPort, '127.0.0.1');
+    for (const socket of [client, upstream]) {
+      open.add(socket);
+      socket.on('error', () => {});
+      socket.on('close', () => {
+        open.delete(socket);
+        client.destroy();
+        upstream.destroy();
+      });
+    }
+    client.pipe(upstream).pipe(client);
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (proxy.address() as AddressInfo).port,
+    setDown(value) {
+      down = value;
+      if (down) for (const socket of open) socket.destroy();
+    },
+    async close() {
+      for (const socket of open) socket.destroy();
+      await new Promise<void>((resolve) => proxy.close(() => resolve()));
+    },
+  };
 }

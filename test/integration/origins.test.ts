@@ -8,7 +8,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startHttpOrigin, type TestHttpOrigin } from '../helpers/http-origin.js';
 import { synth } from '../helpers/images.js';
-import { closedPort, uploadWithBodyHeld } from '../helpers/net.js';
+import { closedPort, startSwitchableProxy, uploadWithBodyHeld } from '../helpers/net.js';
 import { type OidcProvider, startOidcProvider } from '../helpers/oidc-provider.js';
 import { startTestServer, type TestServer } from '../helpers/pixgate.js';
 import { S3RVER_CREDENTIALS, startS3rver, type TestS3 } from '../helpers/s3rver.js';
@@ -225,6 +225,68 @@ describe('S3 origin', () => {
 
   it('is ready while the bucket answers', async () => {
     expect((await call(server, '/readyz')).status).toBe(200);
+  });
+});
+
+describe('deleting while the S3 origin is down', () => {
+  let s3: TestS3;
+  let proxy: Awaited<ReturnType<typeof startSwitchableProxy>>;
+  let server: TestServer;
+
+  beforeAll(async () => {
+    s3 = await startS3rver(['library']);
+    proxy = await startSwitchableProxy(Number(new URL(s3.endpoint).port));
+    vi.stubEnv('AWS_ACCESS_KEY_ID', S3RVER_CREDENTIALS.accessKeyId);
+    vi.stubEnv('AWS_SECRET_ACCESS_KEY', S3RVER_CREDENTIALS.secretAccessKey);
+    server = await startTestServer({
+      dev: true,
+      storage: 's3://library/pixgate',
+      s3Endpoint: `http://127.0.0.1:${proxy.port}`,
+      s3Region: s3.region,
+      s3ForcePathStyle: true,
+      originTimeoutSeconds: 2,
+    });
+  });
+  afterAll(async () => {
+    await server?.destroy();
+    await proxy?.close();
+    await s3?.close();
+    vi.unstubAllEnvs();
+  });
+
+  it('is a 502 (or 504) that changes nothing, so the owner can delete again, and then the object goes', async () => {
+    const alice = await server.token('alice', 'images:write');
+    const uploaded = await call(server, '/v1/images', {
+      method: 'POST',
+      headers: auth(alice, { 'content-type': 'image/png' }),
+      body: (await synth('png', 64, 48)).body,
+    });
+    const id = uploaded.json?.id as string;
+    const objectKey = `pixgate/${id.slice(0, 2)}/${id}`;
+
+    proxy.setDown(true);
+    const refused = await call(server, `/v1/images/${id}`, { method: 'DELETE', headers: auth(alice) });
+    // The SDK retries a refused connection: the origin's deadline may pass first (504).
+    expect([
+      [502, 'origin_error'],
+      [504, 'origin_timeout'],
+    ]).toContainEqual([refused.status, refused.json?.error?.code]);
+    proxy.setDown(false);
+    // Nothing was deleted: the image is still there, and so is its object.
+    expect((await call(server, `/v1/images/${id}/meta`, { headers: auth(alice) })).status).toBe(200);
+    expect(
+      (await s3.client.send(new GetObjectCommand({ Bucket: 'library', Key: objectKey }))).ContentLength,
+    ).toBe(uploaded.json?.bytes);
+
+    expect((await call(server, `/v1/images/${id}`, { method: 'DELETE', headers: auth(alice) })).status).toBe(
+      204,
+    );
+    await expect(
+      s3.client.send(new GetObjectCommand({ Bucket: 'library', Key: objectKey })),
+    ).rejects.toMatchObject({
+      name: 'NoSuchKey',
+    });
+    expect((await call(server, `/v1/images/${id}/meta`, { headers: auth(alice) })).status).toBe(404);
   });
 });
 

@@ -292,16 +292,16 @@ export function registerImageRoutes(app: FastifyInstance, options: ImageRoutesOp
     const image = await findImage(request.params.id);
     authorizeChange(caller.principal, image, policy);
     const record = image as ImageRecord;
-    // The row goes first: from then on nothing serves the image, whatever happens next.
+    // The original goes first, so that a delete the origin refuses (S3 down) changes nothing and
+    // says so (502): the owner deletes again later. Row first, the bytes would stay behind in
+    // the bucket with nothing left to find them by. Issue 5: only originals pixgate stored
+    // itself go; a registered one belongs to the library it was found in (and may be
+    // registered twice), so it stays there.
+    if (record.originKey === uploadKey(record.id)) await origin.delete(record.originKey);
+    // Then nothing serves it any more. (Had the store failed here, the row would still be there,
+    // its original gone: a new variant is a 404, and deleting again finishes the job.)
     if (!(await store.deleteImage(record.id))) throw notFound();
     await cache.deleteImage(record.id);
-    try {
-      // Issue 5: only originals pixgate stored itself go; a registered one belongs to the library
-      // it was found in (and may be registered twice), so it stays there.
-      if (record.originKey === uploadKey(record.id)) await origin.delete(record.originKey);
-    } catch (error) {
-      logger.error({ err: error, imageId: record.id }, 'original left in the origin after delete');
-    }
     return reply.code(204).header('cache-control', 'no-store').send();
   });
 }
