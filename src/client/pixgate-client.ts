@@ -89,6 +89,14 @@ async function tokenOf(getToken: TokenSource): Promise<string | null> {
   }
 }
 
+/**
+ * The latest registerImageAuth() of this page: only its getToken answers the worker. Every call
+ * adds a listener that stays (see onMessage), and the worker takes the first answer on its port:
+ * after sign-out (unregister) and sign-in in the same page, the old one's "no token", or an
+ * earlier user's getToken, would otherwise win.
+ */
+let latestRegistration: object | null = null;
+
 export async function registerImageAuth(options: RegisterOptions): Promise<ImageAuth> {
   const container = navigator.serviceWorker;
   if (!container) throw new Error('pixgate: service workers need a secure context (HTTPS or localhost)');
@@ -98,10 +106,13 @@ export async function registerImageAuth(options: RegisterOptions): Promise<Image
   // Installed before anything else: a restarted worker may ask at any moment, and messages
   // queue until startMessages() (addEventListener alone does not start the queue).
   let isUnregistered = false;
+  const thisCall = {};
+  const previousCall = latestRegistration;
+  latestRegistration = thisCall;
   const onMessage = (event: MessageEvent) => {
     const data = event.data as { type?: unknown } | null;
     const port = event.ports[0];
-    if (data?.type !== MESSAGES.tokenRequest || !port) return;
+    if (data?.type !== MESSAGES.tokenRequest || !port || latestRegistration !== thisCall) return;
     // After unregister() the worker still controls this page until it navigates (that is how
     // service workers end): it gets a prompt "no token" rather than silence it would wait out.
     const answer = isUnregistered ? Promise.resolve(null) : tokenOf(options.getToken);
@@ -122,6 +133,7 @@ export async function registerImageAuth(options: RegisterOptions): Promise<Image
     await untilControlled(container, timeoutMs);
   } catch (error) {
     container.removeEventListener('message', onMessage);
+    if (latestRegistration === thisCall) latestRegistration = previousCall;
     throw error;
   }
 

@@ -184,6 +184,36 @@ describe.skipIf(!run)('in Chromium', () => {
     await page.evaluate('window.auth.unregister()');
     expect(await page.evaluate(`window.loadImg('${imageUrl()}')`)).toBe(0);
   });
+
+  it('service worker: signing out (unregister) and in again in the same tab uses the new getToken', async () => {
+    await page.evaluate(`window.token = '${alice}'`);
+    await page.evaluate(
+      'window.pixgate.registerImageAuth({ getToken: window.getToken }).then((auth) => { window.auth = auth; })',
+    );
+    expect(await page.evaluate(`window.loadImg('${imageUrl()}')`)).toBeGreaterThan(0);
+    await page.evaluate('window.auth.unregister()');
+    expect(await page.evaluate(`window.loadImg('${imageUrl()}')`)).toBe(0);
+
+    // A single-page app: the next user signs in without a navigation. The first registration's
+    // "no token" answer must not win over the new getToken on the worker's question.
+    await page.evaluate(`window.asked2 = 0`);
+    await page.evaluate(
+      `window.pixgate.registerImageAuth({ getToken: () => { window.asked2 += 1; return '${alice}'; } })
+        .then((auth) => { window.auth = auth; })`,
+    );
+    expect(await page.evaluate(`window.loadImg('${imageUrl()}')`)).toBeGreaterThan(0);
+    const asked2 = (await page.evaluate('window.asked2')) as number;
+    expect(asked2).toBeGreaterThan(0);
+
+    // Registered again without signing out (another user): only the latest getToken answers.
+    await page.evaluate(
+      `window.pixgate.registerImageAuth({ getToken: () => '${bob}' }).then((auth) => { window.auth = auth; })`,
+    );
+    await page.evaluate('window.auth.refresh()');
+    expect(await page.evaluate(`window.loadImg('${imageUrl()}')`)).toBe(0);
+    expect(await page.evaluate('window.asked2')).toBe(asked2);
+    await page.evaluate('window.auth.unregister()');
+  });
 });
 
 describe.skipIf(!run)('behind a TLS-terminating proxy', () => {
