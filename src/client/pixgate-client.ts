@@ -232,7 +232,32 @@ export async function loadAsDataUri(
   await show(img, `data:${form.mimeType};base64,${form.base64Content}`);
 }
 
-let csrfToken: string | null = null;
+/**
+ * The CSRF token lives as long as the cookie, so it is kept where the cookie is: in the origin's
+ * localStorage, not in this module's memory. Kept in memory only, a reload or another tab of the
+ * same session had none, and endSession() at sign-out was a 403 that left the session alive.
+ * Memory remains the fallback where storage is blocked.
+ */
+const CSRF_KEY = 'pixgate:csrf-token';
+let csrfInMemory: string | null = null;
+
+function keepCsrfToken(token: string | null): void {
+  csrfInMemory = token;
+  try {
+    if (token === null) localStorage.removeItem(CSRF_KEY);
+    else localStorage.setItem(CSRF_KEY, token);
+  } catch {
+    // Storage blocked (a sandboxed frame, some privacy settings): memory only.
+  }
+}
+
+function keptCsrfToken(): string | null {
+  try {
+    return localStorage.getItem(CSRF_KEY) ?? csrfInMemory;
+  } catch {
+    return csrfInMemory;
+  }
+}
 
 export interface SessionInfo {
   readonly expiresAt: string;
@@ -241,7 +266,7 @@ export interface SessionInfo {
 
 /**
  * Trades the token for the session cookie: afterwards plain `<img src>` works on this site. The
- * cookie is HttpOnly; the CSRF token is kept here for unsafe calls (sessionFetch, endSession).
+ * cookie is HttpOnly; the CSRF token is kept for unsafe calls (sessionFetch, endSession).
  */
 export async function startSession(token: string, baseUrl = ''): Promise<SessionInfo> {
   const response = await fetch(`${baseUrl}/v1/sessions`, {
@@ -251,7 +276,7 @@ export async function startSession(token: string, baseUrl = ''): Promise<Session
   });
   if (response.status !== 201) throw await failure(response);
   const info = (await response.json()) as SessionInfo;
-  csrfToken = info.csrfToken;
+  keepCsrfToken(info.csrfToken);
   return info;
 }
 
@@ -259,6 +284,7 @@ export async function startSession(token: string, baseUrl = ''): Promise<Session
 export function sessionFetch(input: string, init: RequestInit = {}): Promise<Response> {
   const headers = new Headers(init.headers);
   const method = (init.method ?? 'GET').toUpperCase();
+  const csrfToken = keptCsrfToken();
   if (csrfToken && method !== 'GET' && method !== 'HEAD') headers.set('x-csrf-token', csrfToken);
   return fetch(input, { ...init, headers, credentials: 'same-origin' });
 }
@@ -266,6 +292,6 @@ export function sessionFetch(input: string, init: RequestInit = {}): Promise<Res
 /** Ends the session server-side: the cookie's value is useless from then on. */
 export async function endSession(baseUrl = ''): Promise<void> {
   const response = await sessionFetch(`${baseUrl}/v1/sessions/current`, { method: 'DELETE' });
-  csrfToken = null;
+  keepCsrfToken(null);
   if (response.status !== 204) throw await failure(response);
 }

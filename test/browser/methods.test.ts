@@ -135,6 +135,29 @@ describe.skipIf(!run)('in Chromium', () => {
     expect(await page.evaluate(`window.loadImg('${imageUrl()}')`)).toBe(0);
   });
 
+  it('session cookie: endSession() and sessionFetch() work after a reload and from another tab', async () => {
+    await page.evaluate(`window.pixgate.startSession('${alice}')`);
+    // The cookie outlives the page: so must the means to use and end it.
+    await page.reload();
+    await page.waitForFunction('window.ready === true');
+    expect(await page.evaluate(`window.loadImg('${imageUrl()}')`)).toBeGreaterThan(0);
+    const visibility = await page.evaluate(`window.pixgate.sessionFetch('/v1/images/${id}', {
+      method: 'PATCH', headers: { 'content-type': 'application/json' }, body: '{"visibility":"private"}'
+    }).then((r) => r.status)`);
+    expect(visibility).toBe(200);
+
+    const other = await openPage();
+    try {
+      expect(
+        await other.evaluate('window.pixgate.endSession().then(() => 204, (error) => error.status)'),
+      ).toBe(204);
+    } finally {
+      await other.close();
+    }
+    // Signed out: the session is dead server-side, not just forgotten by one tab.
+    expect(await page.evaluate(`window.loadImg('${imageUrl()}')`)).toBe(0);
+  });
+
   it('service worker: plain <img> works, survives a forced restart and Shift+Reload, picks up a refreshed token', async () => {
     await page.evaluate(`window.token = '${alice}'`);
     await page.evaluate(
