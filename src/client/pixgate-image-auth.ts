@@ -113,6 +113,9 @@ export function createImageAuthHandler(options: ImageAuthHandlerOptions): ImageA
     if (!origins.includes(url.origin) || !url.pathname.startsWith(prefix)) return null;
     // Already an explicit credential in the URL: a header too would be a 400 (SPEC §3).
     if (url.searchParams.has('access_token') || url.searchParams.has('sig')) return null;
+    // Or the page's own header (loadAsBlob, a fetch of /meta): replacing it would answer the
+    // call as whoever the worker's token belongs to, not as the caller asked.
+    if (request.headers.has('authorization')) return null;
     return url;
   }
 

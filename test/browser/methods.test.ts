@@ -208,6 +208,24 @@ describe.skipIf(!run)('in Chromium', () => {
     expect(await page.evaluate(`window.loadImg('${imageUrl()}')`)).toBe(0);
   });
 
+  it('service worker: a request that states its own Authorization keeps it', async () => {
+    await page.evaluate(`window.token = '${alice}'`);
+    await page.evaluate(
+      'window.pixgate.registerImageAuth({ getToken: window.getToken }).then((auth) => { window.auth = auth; })',
+    );
+    expect(await page.evaluate(`window.loadImg('${imageUrl()}')`)).toBeGreaterThan(0);
+    // Bob's own call (loadAsBlob, a fetch of /meta) is answered as Bob, not as the worker's Alice.
+    const status =
+      await page.evaluate(`window.pixgate.loadAsBlob(new Image(), '${imageUrl()}', () => '${bob}')
+      .then(() => 200, (error) => error.status)`);
+    expect(status).toBe(404);
+    const meta = await page.evaluate(
+      `fetch('/v1/images/${id}/meta', { headers: { authorization: 'Bearer ${bob}' } }).then((r) => r.status)`,
+    );
+    expect(meta).toBe(404);
+    await page.evaluate('window.auth.unregister()');
+  });
+
   it('service worker: signing out (unregister) and in again in the same tab uses the new getToken', async () => {
     await page.evaluate(`window.token = '${alice}'`);
     await page.evaluate(
