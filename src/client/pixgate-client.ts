@@ -211,24 +211,47 @@ async function authorizedFetch(url: string, getToken: TokenSource, accept?: stri
 }
 
 /**
+ * The latest load started on each `<img>`. Answers arrive in any order (a token source that
+ * refreshes, a bigger variant): an earlier call finishing last must not replace what a later one
+ * showed, as in a gallery whose "next" is clicked twice quickly. Returns whether the call is
+ * still the latest one.
+ */
+const latestLoad = new WeakMap<HTMLImageElement, object>();
+
+function startLoad(img: HTMLImageElement): () => boolean {
+  const call = {};
+  latestLoad.set(img, call);
+  return () => latestLoad.get(img) === call;
+}
+
+/**
  * Fetches the image with `Authorization` and shows it through an object URL, revoked once the
  * image has loaded (revoking right after setting `src` breaks it). Needs `img-src blob:` in a CSP.
+ * A later call on the same `<img>` wins: this one then resolves without touching it.
  */
 export async function loadAsBlob(img: HTMLImageElement, url: string, getToken: TokenSource): Promise<void> {
+  const isLatest = startLoad(img);
   const response = await authorizedFetch(url, getToken);
-  const objectUrl = URL.createObjectURL(await response.blob());
+  const blob = await response.blob();
+  if (!isLatest()) return;
+  const objectUrl = URL.createObjectURL(blob);
   await show(img, objectUrl, () => URL.revokeObjectURL(objectUrl));
 }
 
-/** The JSON form (`Accept: application/json`) as a `data:` URL. Needs `img-src data:` in a CSP. */
+/**
+ * The JSON form (`Accept: application/json`) as a `data:` URL. Needs `img-src data:` in a CSP.
+ * A later call on the same `<img>` wins, as for loadAsBlob.
+ */
 export async function loadAsDataUri(
   img: HTMLImageElement,
   url: string,
   getToken: TokenSource,
 ): Promise<void> {
+  const isLatest = startLoad(img);
   // image/avif and image/webp listed: format=auto picks from this Accept too.
   const response = await authorizedFetch(url, getToken, 'application/json, image/avif, image/webp');
   const form = (await response.json()) as { mimeType: string; base64Content: string };
+  if (!isLatest()) return;
   await show(img, `data:${form.mimeType};base64,${form.base64Content}`);
 }
 

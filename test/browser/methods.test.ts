@@ -89,6 +89,21 @@ describe.skipIf(!run)('in Chromium', () => {
     expect(invalid).toBe(401);
   });
 
+  it('header + blob, data URI: the latest call on an <img> is what it shows, whichever answer comes last', async () => {
+    for (const load of ['loadAsBlob', 'loadAsDataUri']) {
+      const width = await page.evaluate(`(async () => {
+        const img = new Image();
+        // The first call's token (so its answer) arrives after the second call's image loaded.
+        const slow = () => new Promise((resolve) => setTimeout(() => resolve('${alice}'), 300));
+        const first = window.pixgate.${load}(img, '/v1/images/${id}?w=50', slow);
+        await window.pixgate.${load}(img, '/v1/images/${id}?w=70', () => '${alice}');
+        await first;
+        return img.naturalWidth;
+      })()`);
+      expect(width, load).toBe(70);
+    }
+  });
+
   it('query parameter: a plain <img> loads, a bad token does not', async () => {
     expect(await page.evaluate(`window.loadImg('${imageUrl(`&access_token=${alice}`)}')`)).toBeGreaterThan(0);
     expect(await page.evaluate(`window.loadImg('${imageUrl('&access_token=x.y.z')}')`)).toBe(0);
