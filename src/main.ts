@@ -43,7 +43,8 @@ import type { Store } from './store/store.js';
 
 /**
  * How long a shutdown waits for requests in flight: under `docker stop`'s 10 s before SIGKILL,
- * and far longer than a transform or an upload over a working link takes.
+ * and longer than a transform takes. An upload still arriving after it is refused, and keeps
+ * nothing; its client sends it again to the next instance.
  */
 const SHUTDOWN_GRACE_MS = 5000;
 

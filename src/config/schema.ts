@@ -304,7 +304,7 @@ export const ConfigSchema = z
     introspectionUrl: fetchUrl.optional(),
     introspectionClientId: text.optional(),
     introspectionClientSecret: text.optional(),
-    /** Previews (clamped variants) are blurred by this sigma; 0: off. */
+    /** Previews (what a preview-only viewer gets) are blurred by this sigma; 0: off. */
     previewBlur: z
       .preprocess(
         (value) => (typeof value === 'string' && /^\d+(\.\d+)?$/.test(value.trim()) ? Number(value) : value),
