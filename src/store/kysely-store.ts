@@ -22,11 +22,13 @@ export function createKyselyStore(db: Kysely<Database>): Store {
         return;
       }
       // One transaction: on SQLite the connection is ours until it ends (kysely queues every
-      // other query of this process behind it), and a writer in another process makes its
-      // commit fail (SQLITE_BUSY, a 503), never pass the quota.
+      // other query of this process behind it). The insert comes first, so the transaction
+      // takes the write lock before it reads, waiting out another connection's write (`pixgate
+      // import` beside the server) as any insert does. Read first, it would hold a snapshot
+      // that write makes stale: SQLITE_BUSY at once, a 503 where a wait would do.
       await db.transaction().execute(async (trx) => {
-        if ((await sumOwnerBytes(trx, image.owner)) + image.bytes > quota) throw quotaExceeded(quota);
         await trx.insertInto('images').values(toRow(image)).execute();
+        if ((await sumOwnerBytes(trx, image.owner)) > quota) throw quotaExceeded(quota);
       });
     },
 

@@ -1,11 +1,14 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import BetterSqlite3 from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
 import { openSqliteDatabase, openSqliteStore } from '../../../src/store/sqlite.js';
 import { describeStoreConformance, makeImage } from './store-conformance.js';
 
+const require = createRequire(import.meta.url);
 const root = mkdtempSync(join(tmpdir(), 'pixgate-sqlite-'));
 let counter = 0;
 // A fresh file in a directory that does not exist yet: openSqliteStore creates it.
@@ -109,5 +112,37 @@ describe('openSqliteStore', () => {
     await expect(openSqliteStore(join(file, 'pixgate.sqlite'))).rejects.toThrow(
       /^Cannot open the SQLite database at .*a-regular-file\/pixgate\.sqlite: EEXIST: file already exists, mkdir/,
     );
+  });
+});
+
+describe('an insert under a quota while another connection writes', () => {
+  it('waits for that write, as any insert does, rather than failing', async () => {
+    const path = freshPath();
+    const store = await openSqliteStore(path);
+    try {
+      // Regression: the quota's transaction read first, and another connection's write (here a
+      // worker thread, as `pixgate import` beside the server) then made its insert fail at once
+      // with SQLITE_BUSY (a 503), where a plain insert waits. This one holds the write lock,
+      // writes, and commits 300 ms later: well within the busy timeout.
+      const holder = new Worker(
+        `const { parentPort, workerData } = require('node:worker_threads');
+        const db = new (require(workerData.module))(workerData.path);
+        db.pragma('busy_timeout = 5000');
+        db.exec('BEGIN IMMEDIATE; CREATE TABLE other_writer (x)');
+        parentPort.postMessage('locked');
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 300);
+        db.exec('COMMIT');
+        db.close();`,
+        { eval: true, workerData: { path, module: require.resolve('better-sqlite3') } },
+      );
+      const exited = new Promise((resolve) => holder.once('exit', resolve));
+      await new Promise((resolve) => holder.once('message', resolve));
+      const image = makeImage();
+      await store.insertImage(image, { ownerQuotaBytes: 1_000_000 });
+      expect(await store.getImage(image.id)).toEqual(image);
+      await exited;
+    } finally {
+      await store.close();
+    }
   });
 });
