@@ -67,11 +67,17 @@ const httpUrl = z
 /**
  * A URL pixgate fetches itself (JWKS, introspection, an origin's token endpoint). fetch refuses
  * one with `user:password@` in it, with an error that quotes it: the server would start, fail
- * every request, and log the password with each one.
+ * every request, and log the password with each one. Judged as the URL parser reads it, as
+ * isHttpBase does: `https:///user:pass@host` has them too.
  */
-const fetchUrl = httpUrl.refine((value) => !/^https?:\/\/[^/?#]*@/i.test(value), {
-  error: 'Expected an http(s) URL without credentials in it',
-});
+const fetchUrl = httpUrl.refine(
+  (value) => {
+    if (!URL.canParse(value)) return true; // httpUrl says what is wrong with it
+    const url = new URL(value);
+    return url.username === '' && url.password === '';
+  },
+  { error: 'Expected an http(s) URL without credentials in it' },
+);
 
 const sizesList = z.preprocess(
   (value) => {

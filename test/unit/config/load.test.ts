@@ -681,6 +681,16 @@ describe('problems never echo a secret', () => {
     expect(problems.join('\n')).not.toContain(SECRET);
   });
 
+  it('refuses them however the URL spells its authority (as fetch parses it, not by its text)', () => {
+    // `https:///user:pass@host` is https://user:pass@host to the URL parser, and so to fetch.
+    const problems = problemsOf({
+      env: { PIXGATE_JWKS_URL: `https:///user:${SECRET}@login.example.com/jwks` },
+    });
+    expect(problems).toEqual([
+      'PIXGATE_JWKS_URL: Expected an http(s) URL without credentials in it but received "https:///[redacted]@login.example.com/jwks"',
+    ]);
+  });
+
   it('shows a URL without the user and password written into it', () => {
     expect(problemsOf({ env: { PIXGATE_STORAGE: `https://user:${SECRET}@files.internal/` } })).toEqual([
       'PIXGATE_STORAGE: Expected file:PATH, s3://bucket/prefix or an http(s):// base URL without credentials in it but received "https://[redacted]@files.internal/"',
