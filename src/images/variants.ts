@@ -20,10 +20,11 @@ export interface VariantServiceOptions {
 /**
  * An original was judged an image when it was stored: one that no longer decodes was damaged or
  * replaced at its origin. The origin's failure (502), not the request's (422): the caller can
- * do nothing about it, and an operator's alerts count 5xx.
+ * do nothing about it, and an operator's alerts count 5xx. Only sharp's failure to read it (kept
+ * as the cause): over PIXGATE_MAX_INPUT_PIXELS, lowered since the upload, stays the 422 it is.
  */
 function storedNotAnImage(error: unknown): never {
-  if (isAppError(error) && error.code === 'unprocessable_image') {
+  if (isAppError(error) && error.code === 'unprocessable_image' && error.cause !== undefined) {
     throw new AppError('origin_error', 'The original could not be read as an image', {
       detail: error.message,
       cause: error,

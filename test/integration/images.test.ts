@@ -574,3 +574,26 @@ describe('an original that changed behind pixgate (disk damage, or a registered 
     expect(line?.detail).toContain('(recorded 200 × 150, found 1600 × 1200: register or upload it again)');
   });
 });
+
+describe('an original stored before PIXGATE_MAX_INPUT_PIXELS was lowered', () => {
+  it('is still a 422 over the limit, naming it: the origin gave the image recorded, nothing failed there', async () => {
+    const first = await startTestServer({ dev: true });
+    let second: TestServer | undefined;
+    try {
+      const token = await first.token('erin');
+      const { id } = await uploadImage(first, token, (await synth('png', 120, 90)).body);
+      await first.close();
+      second = await startTestServer({ dev: true, maxInputPixels: 5000 }, { dataDir: first.dataDir });
+      const response = await fetch(`${second.url}/v1/images/${id}?w=50`, { headers: auth(token) });
+      expect(response.status).toBe(422);
+      expect(await response.json()).toEqual({
+        error: {
+          code: 'unprocessable_image',
+          message: 'The image has 120 × 90 = 10800 pixels, more than the 5000 allowed',
+        },
+      });
+    } finally {
+      await (second ?? first).destroy();
+    }
+  });
+});
