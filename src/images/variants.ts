@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Variant, VariantCache, VariantKey } from '../cache/variant-cache.js';
 import { AppError, isAppError } from '../errors.js';
 import type { Origin, OriginObject } from '../origins/origin.js';
@@ -83,8 +84,23 @@ export function createVariantService(options: VariantServiceOptions) {
       );
     },
 
-    original(image: ImageRecord): Promise<OriginObject> {
-      return origin.read(image.originKey, { maxBytes: options.maxOriginBytes });
+    /**
+     * The bytes go out as they are, under the recorded Content-Type and a strong ETag made from
+     * the recorded identity (the origin's ETag, or the SHA-256 ingest.ts took): bytes that are no
+     * longer those (replaced at the origin, damaged) would be another image under that ETag.
+     */
+    async original(image: ImageRecord): Promise<OriginObject> {
+      const original = await origin.read(image.originKey, { maxBytes: options.maxOriginBytes });
+      if (
+        original.etag !== image.originEtag &&
+        createHash('sha256').update(original.body).digest('base64url') !== image.originEtag
+      ) {
+        original.release?.();
+        throw new AppError('origin_error', 'The original at the origin is not the image registered', {
+          detail: `recorded ${image.bytes} bytes with identity ${image.originEtag}, found ${original.body.length} bytes that differ: register or upload it again`,
+        });
+      }
+      return original;
     },
 
     /** Waits for cache writes still under way (shutdown, tests). */

@@ -573,6 +573,22 @@ describe('an original that changed behind pixgate (disk damage, or a registered 
       .find((entry) => entry.url === `/v1/images/${id}`);
     expect(line?.detail).toContain('(recorded 200 × 150, found 1600 × 1200: register or upload it again)');
   });
+
+  it('asked for as the original bytes is a 502 too, never other bytes under the recorded type and ETag', async () => {
+    const { id } = await upload(alice, (await synth('jpeg', 200, 150)).body, 'private');
+    const before = await get(`/v1/images/${id}`, auth(alice));
+    expect(before.response.status).toBe(200);
+    // Same size, another format: only the bytes tell.
+    await writeFile(originalPath(id), (await synth('png', 200, 150)).body);
+    for (const accept of ['image/*', 'application/json']) {
+      const { response, body } = await get(`/v1/images/${id}`, auth(alice, { accept }));
+      expect(response.status).toBe(502);
+      expect(response.headers.get('etag')).toBeNull();
+      expect(JSON.parse(body.toString())).toEqual({
+        error: { code: 'origin_error', message: 'The original at the origin is not the image registered' },
+      });
+    }
+  });
 });
 
 describe('an original stored before PIXGATE_MAX_INPUT_PIXELS was lowered', () => {
