@@ -183,6 +183,10 @@ export async function buildServer(parts: ServerParts): Promise<FastifyInstance> 
 
   await app.register(multipart);
   await registerCors(app, config.corsOrigins);
+  // fastify's default text/plain parser handed a JSON body sent without its type (what fetch
+  // sends for a string body) to the routes as a string: a 400 "expected object, received
+  // string" rather than the 415 every other wrong type gets. No route reads text.
+  app.removeContentTypeParser('text/plain');
   // Raw uploads: the handler gets the request stream itself and counts the bytes (ingest.ts).
   app.addContentTypeParser(/^(image\/[\w.+-]+|application\/octet-stream)$/, (_request, payload, done) => {
     done(null, payload);

@@ -453,6 +453,21 @@ describe('listing, changing and deleting', () => {
     expect((await get(`/v1/images/${id}?w=20`, auth(bob))).response.status).toBe(200);
   });
 
+  it('answers a JSON body sent as text/plain (fetch without a content-type) 415, like any other type', async () => {
+    const id = mine[0] as string;
+    for (const type of ['text/plain;charset=UTF-8', 'application/xml']) {
+      const response = await fetch(`${server.url}/v1/images/${id}`, {
+        method: 'PATCH',
+        headers: auth(carol, { 'content-type': type }),
+        body: JSON.stringify({ visibility: 'public' }),
+      });
+      expect(response.status).toBe(415);
+      expect(((await response.json()) as { error: { code: string } }).error.code).toBe(
+        'unsupported_media_type',
+      );
+    }
+  });
+
   it('deletes the image, its variants and its original', async () => {
     const id = mine[1] as string;
     await get(`/v1/images/${id}?w=20`, auth(carol));
