@@ -593,8 +593,10 @@ describe('an original that changed behind pixgate (disk damage, or a registered 
     const { id } = await upload(alice, (await synth('jpeg', 200, 150)).body, 'private');
     const before = await get(`/v1/images/${id}`, auth(alice));
     expect(before.response.status).toBe(200);
-    // Same size, another format: only the bytes tell.
-    await writeFile(originalPath(id), (await synth('png', 200, 150)).body);
+    // The same length, one byte changed: only the digest tells.
+    const changed = Buffer.from(before.body);
+    changed[changed.length - 3] = (changed[changed.length - 3] ?? 0) ^ 0xff;
+    await writeFile(originalPath(id), changed);
     for (const accept of ['image/*', 'application/json']) {
       const { response, body } = await get(`/v1/images/${id}`, auth(alice, { accept }));
       expect(response.status).toBe(502);
@@ -603,6 +605,9 @@ describe('an original that changed behind pixgate (disk damage, or a registered 
         error: { code: 'origin_error', message: 'The original at the origin is not the image registered' },
       });
     }
+    // Another image of the same size in pixels, another format: its length already tells.
+    await writeFile(originalPath(id), (await synth('png', 200, 150)).body);
+    expect((await get(`/v1/images/${id}`, auth(alice))).response.status).toBe(502);
   });
 });
 
