@@ -90,12 +90,13 @@ async function tokenOf(getToken: TokenSource): Promise<string | null> {
 }
 
 /**
- * The latest registerImageAuth() of this page: only its getToken answers the worker. Every call
- * adds a listener that stays (see onMessage), and the worker takes the first answer on its port:
- * after sign-out (unregister) and sign-in in the same page, the old one's "no token", or an
- * earlier user's getToken, would otherwise win.
+ * The registerImageAuth() calls of this page that did not fail, oldest first: only the latest
+ * one's getToken answers the worker. Every call adds a listener that stays (see onMessage), and
+ * the worker takes the first answer on its port: after sign-out (unregister) and sign-in in the
+ * same page, the old one's "no token", or an earlier user's getToken, would otherwise win. A call
+ * that fails leaves the list, so the one before it answers again, whichever order calls fail in.
  */
-let latestRegistration: object | null = null;
+const registrations: object[] = [];
 
 export async function registerImageAuth(options: RegisterOptions): Promise<ImageAuth> {
   const container = navigator.serviceWorker;
@@ -107,12 +108,11 @@ export async function registerImageAuth(options: RegisterOptions): Promise<Image
   // queue until startMessages() (addEventListener alone does not start the queue).
   let isUnregistered = false;
   const thisCall = {};
-  const previousCall = latestRegistration;
-  latestRegistration = thisCall;
+  registrations.push(thisCall);
   const onMessage = (event: MessageEvent) => {
     const data = event.data as { type?: unknown } | null;
     const port = event.ports[0];
-    if (data?.type !== MESSAGES.tokenRequest || !port || latestRegistration !== thisCall) return;
+    if (data?.type !== MESSAGES.tokenRequest || !port || registrations.at(-1) !== thisCall) return;
     // After unregister() the worker still controls this page until it navigates (that is how
     // service workers end): it gets a prompt "no token" rather than silence it would wait out.
     const answer = isUnregistered ? Promise.resolve(null) : tokenOf(options.getToken);
@@ -133,7 +133,7 @@ export async function registerImageAuth(options: RegisterOptions): Promise<Image
     await untilControlled(container, timeoutMs);
   } catch (error) {
     container.removeEventListener('message', onMessage);
-    if (latestRegistration === thisCall) latestRegistration = previousCall;
+    registrations.splice(registrations.indexOf(thisCall), 1);
     throw error;
   }
 

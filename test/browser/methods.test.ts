@@ -241,6 +241,24 @@ describe.skipIf(!run)('in Chromium', () => {
     await page.evaluate('window.auth.unregister()');
   });
 
+  it('service worker: registrations that fail leave the one that works answering the worker', async () => {
+    await page.evaluate(
+      `window.pixgate.registerImageAuth({ getToken: () => '${alice}' }).then((auth) => { window.auth = auth; })`,
+    );
+    expect(await page.evaluate(`window.loadImg('${imageUrl()}')`)).toBeGreaterThan(0);
+    // Two more, started together, both failing (no worker script there). Registration jobs for
+    // one scope run in turn (the Service Workers spec's job queue): the first started fails first.
+    const failed = await page.evaluate(`Promise.allSettled([
+      window.pixgate.registerImageAuth({ getToken: () => null, scriptUrl: '/__test/missing-1.js' }),
+      window.pixgate.registerImageAuth({ getToken: () => null, scriptUrl: '/__test/missing-2.js' }),
+    ]).then((results) => results.map((result) => result.status))`);
+    expect(failed).toEqual(['rejected', 'rejected']);
+    // The worker forgets its token and asks again: the first registration, still in place, answers.
+    await page.evaluate('window.auth.refresh()');
+    expect(await page.evaluate(`window.loadImg('${imageUrl()}')`)).toBeGreaterThan(0);
+    await page.evaluate('window.auth.unregister()');
+  });
+
   it('service worker: signing out (unregister) and in again in the same tab uses the new getToken', async () => {
     await page.evaluate(`window.token = '${alice}'`);
     await page.evaluate(
