@@ -88,5 +88,14 @@ export const notFound = (detail?: string) => new AppError('not_found', messages.
 export const quotaExceeded = (quotaBytes: number) =>
   new AppError('quota_exceeded', `The upload would pass the storage quota of ${quotaBytes} bytes`);
 
+/**
+ * The origin gave an original that is not the one recorded (replaced there, or damaged): neither
+ * rendered past the bounds the policy set from the record, nor sent under its recorded ETag.
+ */
+export const notTheRecordedOriginal = (found: string) =>
+  new AppError('origin_error', 'The original at the origin is not the image registered', {
+    detail: `${found}: register or upload it again`,
+  });
+
 export const clientClosed = () =>
   new AppError('client_closed', 'The client closed the connection before its response was complete');

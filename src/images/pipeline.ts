@@ -1,6 +1,6 @@
 import sharp, { type Metadata, type Sharp } from 'sharp';
 import type { Variant } from '../cache/variant-cache.js';
-import { AppError } from '../errors.js';
+import { notTheRecordedOriginal } from '../errors.js';
 import { framesKept, inputOptions, tooManyPixels, unprocessable } from './decode.js';
 import { isAnimated } from './negotiate.js';
 import { effectiveFit, predictOutputSize } from './output-size.js';
@@ -175,15 +175,6 @@ export interface RecordedImage {
   readonly height?: number;
 }
 
-/**
- * The input is not the image recorded: replaced at its origin, or damaged. Rendered anyway, its
- * output could pass the bound the policy set from the recorded size.
- */
-const notTheRecordedImage = (recorded: RecordedImage, found: { width: number; height: number }) =>
-  new AppError('origin_error', 'The original at the origin is not the image registered', {
-    detail: `recorded ${recorded.width} × ${recorded.height}, found ${found.width} × ${found.height}: register or upload it again`,
-  });
-
 export function createPipeline(options: PipelineOptions) {
   /** Reads the header only: what the image is, and how many frames are decoded. */
   async function open(input: Buffer, plan: RenderPlan, recorded: RecordedImage): Promise<RenderContext> {
@@ -199,7 +190,9 @@ export function createPipeline(options: PipelineOptions) {
       recorded.width !== undefined &&
       (found.width !== recorded.width || found.height !== recorded.height)
     ) {
-      throw notTheRecordedImage(recorded, found);
+      throw notTheRecordedOriginal(
+        `recorded ${recorded.width} × ${recorded.height}, found ${found.width} × ${found.height}`,
+      );
     }
     // Without `pages`, sharp's header describes the first frame.
     const framePixels = meta.width * meta.height;
@@ -216,8 +209,8 @@ export function createPipeline(options: PipelineOptions) {
       !plan.transform.watermark;
     const frames = keepsAnimation ? framesKept(available, framePixels, options) : 1;
     const source: Source = {
-      width: meta.autoOrient.width,
-      height: meta.autoOrient.height,
+      width: found.width,
+      height: found.height,
       hasAlpha: meta.hasAlpha,
       isHighDepth: meta.depth !== 'uchar' && meta.depth !== 'char',
     };

@@ -1,5 +1,5 @@
 import type { Variant, VariantCache, VariantKey } from '../cache/variant-cache.js';
-import { AppError, isAppError } from '../errors.js';
+import { AppError, isAppError, notTheRecordedOriginal } from '../errors.js';
 import type { Origin, OriginObject } from '../origins/origin.js';
 import type { ImageRecord } from '../store/store.js';
 import type { Pipeline } from './pipeline.js';
@@ -109,9 +109,9 @@ export function createVariantService(options: VariantServiceOptions) {
       const original = await origin.read(image.originKey, { maxBytes: options.maxOriginBytes });
       if (!(await isRecordedOriginal(image, original))) {
         original.release?.();
-        throw new AppError('origin_error', 'The original at the origin is not the image registered', {
-          detail: `recorded ${image.bytes} bytes with identity ${image.originEtag}, found ${original.body.length} bytes that differ: register or upload it again`,
-        });
+        throw notTheRecordedOriginal(
+          `recorded ${image.bytes} bytes with identity ${image.originEtag}, found ${original.body.length} bytes that differ`,
+        );
       }
       return original;
     },
