@@ -1,6 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
-import { isHttpBase, parseS3Url } from '../origins/location.js';
+import { hasCredentials, isHttpBase, parseS3Url } from '../origins/location.js';
 
 /**
  * Every setting pixgate reads. Values arrive as strings (environment, command line) or as
@@ -67,15 +67,11 @@ const httpUrl = z
 /**
  * A URL pixgate fetches itself (JWKS, introspection, an origin's token endpoint). fetch refuses
  * one with `user:password@` in it, with an error that quotes it: the server would start, fail
- * every request, and log the password with each one. Judged as the URL parser reads it, as
- * isHttpBase does: `https:///user:pass@host` has them too.
+ * every request, and log the password with each one.
  */
 const fetchUrl = httpUrl.refine(
-  (value) => {
-    if (!URL.canParse(value)) return true; // httpUrl says what is wrong with it
-    const url = new URL(value);
-    return url.username === '' && url.password === '';
-  },
+  // An unparsable one: httpUrl says what is wrong with it.
+  (value) => !URL.canParse(value) || !hasCredentials(new URL(value)),
   { error: 'Expected an http(s) URL without credentials in it' },
 );
 

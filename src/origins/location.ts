@@ -28,9 +28,15 @@ export function parseS3Url(url: string): S3Location | undefined {
   return { bucket: match[1] as string, prefix: prefix === '' ? '' : `${prefix}/` };
 }
 
+/**
+ * Whether a URL carries a user or password, as the URL parser (and so fetch) reads it:
+ * `https:///user:pass@host` does too. fetch refuses such a URL with an error that quotes it.
+ */
+export const hasCredentials = (url: URL) => url.username !== '' || url.password !== '';
+
 /** An HTTP origin's base: http(s), no credentials, query or fragment in it. */
 export function isHttpBase(url: string): boolean {
   if (!/^https?:\/\//i.test(url) || !URL.canParse(url)) return false;
   const parsed = new URL(url);
-  return parsed.username === '' && parsed.password === '' && parsed.search === '' && parsed.hash === '';
+  return !hasCredentials(parsed) && parsed.search === '' && parsed.hash === '';
 }
