@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import multipart from '@fastify/multipart';
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyInstance,
@@ -181,7 +180,6 @@ export async function buildServer(parts: ServerParts): Promise<FastifyInstance> 
     done();
   });
 
-  await app.register(multipart);
   await registerCors(app, config.corsOrigins);
   // fastify's default text/plain parser handed a JSON body sent without its type (what fetch
   // sends for a string body) to the routes as a string: a 400 "expected object, received
@@ -243,7 +241,7 @@ export async function buildServer(parts: ServerParts): Promise<FastifyInstance> 
   await registerSessionRoutes(app, { ...parts, identify });
   const sendVariant = createVariantSender(config, parts.variants);
   const capabilities = createCapabilities({ ...parts, identify, sendVariant });
-  registerImageRoutes(app, { ...parts, identify, sendVariant, sendSigned: capabilities.sendSigned });
+  await registerImageRoutes(app, { ...parts, identify, sendVariant, sendSigned: capabilities.sendSigned });
   capabilities.register(app);
   registerHealthRoutes(app, parts);
   registerClientRoutes(app);

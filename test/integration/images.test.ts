@@ -468,6 +468,27 @@ describe('listing, changing and deleting', () => {
     }
   });
 
+  it('reads multipart bodies on the upload route only: elsewhere a form is a 415 in our format', async () => {
+    const id = mine[0] as string;
+    const meta = async () => JSON.parse((await get(`/v1/images/${id}/meta`, auth(carol))).body.toString());
+    const before = await meta();
+    const form = new FormData();
+    form.set('visibility', 'public');
+    for (const [method, path] of [
+      ['PATCH', `/v1/images/${id}`],
+      ['POST', `/v1/images/${id}/signed-urls`],
+      ['POST', '/v1/sessions'],
+    ] as const) {
+      const response = await fetch(`${server.url}${path}`, { method, headers: auth(carol), body: form });
+      expect(response.status, `${method} ${path}`).toBe(415);
+      expect(response.headers.get('cache-control')).toBe('no-store');
+      expect(((await response.json()) as { error: { code: string } }).error.code).toBe(
+        'unsupported_media_type',
+      );
+    }
+    expect(await meta()).toEqual(before);
+  });
+
   it('deletes the image, its variants and its original', async () => {
     const id = mine[1] as string;
     await get(`/v1/images/${id}?w=20`, auth(carol));
