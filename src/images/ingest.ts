@@ -199,9 +199,23 @@ export function createIngest(options: IngestOptions) {
       await store.insertImage(record);
       return record;
     },
-    /** An upload body: stream → temp file → judged → origin → row. */
-    async fromStream(source: Readable, image: NewImage): Promise<ImageRecord> {
-      return keep(await receive(source), image);
+    /**
+     * An upload body: stream → temp file → judged → origin → row. `afterSource` runs once the
+     * source has ended, before anything is judged or stored; throwing there refuses the upload.
+     */
+    async fromStream(
+      source: Readable,
+      image: NewImage,
+      hooks: { afterSource?: () => Promise<void> } = {},
+    ): Promise<ImageRecord> {
+      const received = await receive(source);
+      try {
+        await hooks.afterSource?.();
+      } catch (error) {
+        await rm(received.path, { force: true });
+        throw error;
+      }
+      return keep(received, image);
     },
     /**
      * Removes temp files left by a crash: at server start only, and only stale ones, since

@@ -87,7 +87,10 @@ describe('upload and the original', () => {
     });
     expect(refused.status).toBe(400);
     expect(await refused.json()).toEqual({
-      error: { code: 'invalid_request', message: 'Expected a multipart field named "file"' },
+      error: {
+        code: 'invalid_request',
+        message: 'Expected one multipart field, "file", holding the image (visibility goes in the query)',
+      },
     });
   });
 

@@ -109,6 +109,38 @@ describe('refused uploads keep nothing', () => {
     await expectNothingKept();
   });
 
+  it('400 for a multipart form with any part besides its one field "file", wherever it sits', async () => {
+    const image = (await synth('jpeg', 40, 30)).body;
+    const file = () => new Blob([image], { type: 'image/jpeg' });
+    const forms: Record<string, (form: FormData) => void> = {
+      'a field before the file': (form) => {
+        form.append('visibility', 'public');
+        form.append('file', file(), 'a.jpg');
+      },
+      'a field after the file': (form) => {
+        form.append('file', file(), 'a.jpg');
+        form.append('visibility', 'public');
+      },
+      'a second file': (form) => {
+        form.append('file', file(), 'a.jpg');
+        form.append('file', file(), 'b.jpg');
+      },
+      'a field only': (form) => form.append('visibility', 'public'),
+      'no part at all': () => {},
+    };
+    for (const [what, fill] of Object.entries(forms)) {
+      const form = new FormData();
+      fill(form);
+      const result = await post(form);
+      expect(result.status, what).toBe(400);
+      expect(result.json.error, what).toEqual({
+        code: 'invalid_request',
+        message: 'Expected one multipart field, "file", holding the image (visibility goes in the query)',
+      });
+      await expectNothingKept();
+    }
+  });
+
   it('415 for bytes that are not an image, whatever the Content-Type says', async () => {
     const result = await post(Buffer.from('this is plain text, not a PNG at all'), 'image/png');
     expect(result.status).toBe(415);

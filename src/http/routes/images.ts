@@ -92,6 +92,12 @@ function parseVisibility(value: string | undefined): ImageRecord['visibility'] {
   return parsed.data as ImageRecord['visibility'];
 }
 
+const notOnlyTheFile = () =>
+  new AppError(
+    'invalid_request',
+    'Expected one multipart field, "file", holding the image (visibility goes in the query)',
+  );
+
 export async function registerImageRoutes(app: FastifyInstance, options: ImageRoutesOptions): Promise<void> {
   const { config, store, cache, origin, variants, ingest, identify, logger } = options;
   const { limits, sendVariant, sendSigned } = options;
@@ -255,17 +261,26 @@ export async function registerImageRoutes(app: FastifyInstance, options: ImageRo
     await checkQuota(store, principal.subject, 1, config.quotaBytes);
     const newImage = { owner: principal.subject, visibility, quotaBytes: config.quotaBytes };
     if (request.isMultipart()) {
+      // One part, the file. Any other would be dropped unread, and a form field `visibility`
+      // quietly stored the image private: refused instead, after the file if it comes later.
       // One byte over our own cap: busboy would silently truncate at its limit, while ingest
       // counts the bytes itself and refuses with 413 before anything is stored.
-      const part = await request.file({
-        limits: { fileSize: config.maxUploadBytes + 1, files: 1, fields: 0 },
-      });
-      if (!part) throw new AppError('invalid_request', 'Expected a multipart field named "file"');
-      if (part.fieldname !== 'file') {
-        part.file.resume();
-        throw new AppError('invalid_request', 'Expected a multipart field named "file"');
+      const parts = request.parts({ limits: { fileSize: config.maxUploadBytes + 1, parts: 1 } });
+      const first = await parts.next();
+      const part = first.done ? undefined : first.value;
+      if (part?.type !== 'file' || part.fieldname !== 'file') {
+        if (part?.type === 'file') part.file.resume();
+        throw notOnlyTheFile();
       }
-      return ingest.fromStream(part.file, newImage);
+      return ingest.fromStream(part.file, newImage, {
+        // The rest of the form, read before anything is stored: it must be empty.
+        afterSource: async () => {
+          const rest = await parts.next().catch((error: unknown) => {
+            throw (error as { code?: unknown }).code === 'FST_PARTS_LIMIT' ? notOnlyTheFile() : error;
+          });
+          if (!rest.done) throw notOnlyTheFile();
+        },
+      });
     }
     // Raw bodies arrive as the request stream itself (content-type parser in server.ts); any
     // other parsed body (JSON, text) is not an upload.
