@@ -122,7 +122,9 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     }
   }
 
-  if (options.purpose === 'dev') merged.dev = true;
+  // `pixgate dev` is dev mode whatever PIXGATE_DEV says, but a value that is no boolean at all
+  // stays to be reported: a bad value is a problem under every command (SPEC §7, exit code 2).
+  if (options.purpose === 'dev' && ConfigSchema.shape.dev.safeParse(merged.dev).success) merged.dev = true;
 
   const parsed = ConfigSchema.safeParse(merged);
   if (!parsed.success) {

@@ -505,6 +505,10 @@ describe('purpose', () => {
     expect([DEV_ISSUER, DEV_AUDIENCE]).toEqual(['pixgate-dev', 'pixgate']);
     // `pixgate dev` is dev mode whatever PIXGATE_DEV says.
     expect(load({ purpose: 'dev', env: { PIXGATE_DEV: 'false' } }).dev).toBe(true);
+    // ...but a value that is no boolean is still a problem (SPEC §7: every bad value, exit 2).
+    expectProblems({ purpose: 'dev', env: { PIXGATE_DEV: 'yes' } }, [
+      `PIXGATE_DEV: ${BOOLEAN} but received "yes"`,
+    ]);
     // An issuer given explicitly is kept.
     expect(load({ purpose: 'dev', env: { PIXGATE_ISSUER: 'me', PIXGATE_AUDIENCE: 'you' } })).toMatchObject({
       issuer: 'me',
