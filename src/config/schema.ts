@@ -47,7 +47,8 @@ const boolean = z.preprocess(
     // A config file may say `trustProxy: 1`: the message promises 1 and 0, so take them as numbers too.
     if (value === 1 || value === 0) return value === 1;
     if (typeof value !== 'string') return value;
-    const text = value.trim().toLowerCase();
+    // SPEC §7: these four words and nothing else, `TRUE` included.
+    const text = value.trim();
     if (text === 'true' || text === '1') return true;
     if (text === 'false' || text === '0') return false;
     return value;

@@ -346,11 +346,15 @@ describe('booleans', () => {
     expect(config.previewAnonymous).toBe(false);
   });
 
-  it.each(['yes', 'no', 'on', 'off', '', '2', 'truee', 'false!', 'null'])('%j is a problem', (text) => {
-    expectProblems({ env: { PIXGATE_TRUST_PROXY: text } }, [
-      `PIXGATE_TRUST_PROXY: ${BOOLEAN} but received ${JSON.stringify(text)}`,
-    ]);
-  });
+  // SPEC §7: true/false/1/0 and nothing else, so not another spelling either.
+  it.each(['yes', 'no', 'on', 'off', '', '2', 'truee', 'false!', 'null', 'TRUE', 'False'])(
+    '%j is a problem',
+    (text) => {
+      expectProblems({ env: { PIXGATE_TRUST_PROXY: text } }, [
+        `PIXGATE_TRUST_PROXY: ${BOOLEAN} but received ${JSON.stringify(text)}`,
+      ]);
+    },
+  );
 
   it('a config file may give true/false/1/0 as JSON values too, and nothing else', async () => {
     const good = await file('bools.json', JSON.stringify({ trustProxy: 1, previewAnonymous: 0, dev: false }));
