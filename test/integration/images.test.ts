@@ -116,6 +116,18 @@ describe('upload and the original', () => {
     expect(again.response.headers.get('vary')).toBe('Accept, Authorization');
   });
 
+  it("keeps the owner's original of a public image out of shared caches: it carries the metadata", async () => {
+    const { id } = await upload(alice, photo, 'public');
+    const original = await get(`/v1/images/${id}`, auth(alice));
+    expect(original.body.equals(photo)).toBe(true);
+    expect(original.response.headers.get('cache-control')).toBe('private, max-age=3600');
+    const head = await fetch(`${server.url}/v1/images/${id}`, { method: 'HEAD', headers: auth(alice) });
+    expect(head.headers.get('cache-control')).toBe('private, max-age=3600');
+    // Its variants, stripped of the metadata, may be shared.
+    const variant = await get(`/v1/images/${id}?w=100`, auth(alice));
+    expect(variant.response.headers.get('cache-control')).toBe('public, max-age=3600');
+  });
+
   it('reads the orientation: a sideways-stored JPEG is described and served upright', async () => {
     const rotated = await synth('jpeg-rotated', 300, 200);
     const meta = await upload(alice, rotated.body);
