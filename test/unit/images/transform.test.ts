@@ -102,6 +102,8 @@ describe('parseTransform: rejected values name the parameter (sharp style)', () 
     ['dpr=4.01', 'Expected number 1..4 with at most 2 decimals for dpr but received 4.01'],
     ['dpr=5', 'Expected number 1..4 with at most 2 decimals for dpr but received 5'],
     ['dpr=1.333', 'Expected number 1..4 with at most 2 decimals for dpr but received 1.333'],
+    // Three decimals within the range: refused, never read as another number (1.005 as 1.05).
+    ['dpr=1.005', 'Expected number 1..4 with at most 2 decimals for dpr but received 1.005'],
     ['dpr=1.', 'Expected number 1..4 with at most 2 decimals for dpr but received "1."'],
     ['dpr=.5', 'Expected number 1..4 with at most 2 decimals for dpr but received ".5"'],
     ['dpr=2e0', 'Expected number 1..4 with at most 2 decimals for dpr but received "2e0"'],
@@ -109,6 +111,7 @@ describe('parseTransform: rejected values name the parameter (sharp style)', () 
     ['blur=0.29', 'Expected number 0.3..100 with at most 2 decimals for blur but received 0.29'],
     ['blur=0', 'Expected number 0.3..100 with at most 2 decimals for blur but received 0'],
     ['blur=100.01', 'Expected number 0.3..100 with at most 2 decimals for blur but received 100.01'],
+    ['blur=2.125', 'Expected number 0.3..100 with at most 2 decimals for blur but received 2.125'],
     ['blur=01', 'Expected number 0.3..100 with at most 2 decimals for blur but received "01"'],
     ['blur=NaN', 'Expected number 0.3..100 with at most 2 decimals for blur but received "NaN"'],
     ['blur=Infinity', 'Expected number 0.3..100 with at most 2 decimals for blur but received "Infinity"'],
