@@ -275,6 +275,20 @@ describe('uploads', () => {
     }
   });
 
+  it('lets an upload fill the quota to the byte: exactly at the quota is within it', async () => {
+    const server = await startTestServer({ dev: true, quotaBytes: photo.length * 2 });
+    try {
+      const alice = await server.token('alice', 'images:write');
+      expect((await upload(server, alice)).status).toBe(201);
+      expect((await upload(server, alice)).status).toBe(201);
+      const refused = await upload(server, alice);
+      expect(refused.status).toBe(403);
+      expect(((await refused.json()) as { error: { code: string } }).error.code).toBe('quota_exceeded');
+    } finally {
+      await server.destroy();
+    }
+  });
+
   it('holds under concurrent uploads: no more than the quota is stored, and no refused original is kept', async () => {
     const server = await startTestServer({ dev: true, quotaBytes: photo.length * 2 + 10 });
     try {
