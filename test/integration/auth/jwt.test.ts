@@ -299,6 +299,11 @@ describe('JWKS fetching', () => {
     await expectInvalidToken(v.verify(unknown), unknown, 'unknown_kid');
     expect(issuer.requests - start).toBe(1);
 
+    // Nor a second short of the cooldown: it is counted in seconds, not milliseconds.
+    vi.setSystemTime(Date.now() + (COOLDOWN_SECONDS - 1) * 1000);
+    await expectInvalidToken(v.verify(unknown), unknown, 'unknown_kid');
+    expect(issuer.requests - start).toBe(1);
+
     // After the cooldown, one unknown kid causes exactly one refetch...
     vi.setSystemTime(Date.now() + (COOLDOWN_SECONDS + 1) * 1000);
     await expectInvalidToken(v.verify(unknown), unknown, 'unknown_kid');
@@ -397,6 +402,9 @@ describe('verified-token cache', () => {
   });
 
   it('stops answering a cached token at its exp', async () => {
+    // On a whole second, so that the clock reaches the very millisecond of exp: one past it
+    // would not tell `<` from `<=`.
+    clock = createManualClock(Math.floor(Date.now() / 1000) * 1000);
     const v = verifier({ clockSkewSeconds: 0 });
     const token = await issuer.sign({ claims: { exp: clock.seconds() + 60 } });
     const first = await v.verify(token);
