@@ -140,6 +140,28 @@ describe('extractCredential', () => {
     expect(error.message).not.toContain(TOKEN);
   });
 
+  it.each(['exp=1&kid=k&sig=s', 'w=360&sig=s', 'exp=1'])(
+    'reads %s as a signed URL where the query may carry credentials (a half one too)',
+    (query) => {
+      expect(extract({ query })).toEqual({ kind: 'signed', source: 'signed' });
+    },
+  );
+
+  it('refuses a header token with signature parameters as more than one explicit credential', () => {
+    expectInvalidRequest(
+      () => extract({ authorization: `Bearer ${TOKEN}`, query: 'exp=1&kid=k&sig=s' }),
+      tooMany,
+    );
+    expectInvalidRequest(() => extract({ query: `access_token=${TOKEN}&sig=s` }), tooMany);
+  });
+
+  it('does not read signature parameters as a credential where the query may not carry one', () => {
+    expect(
+      extract({ authorization: `Bearer ${TOKEN}`, query: 'exp=1&kid=k&sig=s', allowQuery: false }),
+    ).toEqual({ kind: 'bearer', token: TOKEN, source: 'header' });
+    expect(extract({ query: 'exp=1&kid=k&sig=s', allowQuery: false })).toEqual({ kind: 'none' });
+  });
+
   it('names the query parameters that carry credentials, for the transform parser', () => {
     expect(CREDENTIAL_QUERY_PARAMS).toEqual(['access_token', 'exp', 'kid', 'sig']);
   });
