@@ -379,6 +379,26 @@ describe('share links', () => {
     expect((await get(link.url)).response.status).toBe(404);
   });
 
+  it('once spent, expired or revoked are 404 for HEAD and revalidation too, not only for GET', async () => {
+    const id = await upload(alice);
+    const spent = await createLink(id, { ttlSeconds: 600, maxViews: 1 });
+    const first = await get(spent.url);
+    expect(first.response.status).toBe(200);
+    const etag = first.response.headers.get('etag') as string;
+    expect((await get(spent.url, {}, 'HEAD')).response.status).toBe(404);
+    expect((await get(spent.url, { 'if-none-match': etag })).response.status).toBe(404);
+
+    const expiring = await createLink(id, { ttlSeconds: 60 });
+    expect((await get(expiring.url, {}, 'HEAD')).response.status).toBe(200);
+    const revoked = await createLink(id, { ttlSeconds: 3600 });
+    expect((await get(revoked.url, {}, 'HEAD')).response.status).toBe(200);
+    // At expiresAt itself the link is over.
+    now += 60_000;
+    expect((await get(expiring.url, {}, 'HEAD')).response.status).toBe(404);
+    expect((await post(`/v1/images/${id}/revoke`, alice, {})).response.status).toBe(204);
+    expect((await get(revoked.url, {}, 'HEAD')).response.status).toBe(404);
+  });
+
   it('are listed for the owner and revoked one by one', async () => {
     const id = await upload(alice);
     const a = await createLink(id, { ttlSeconds: 600, maxViews: 5, maxWidth: 300 });
