@@ -256,6 +256,21 @@ describe('ending and rotating', () => {
     expect((await get(`/v1/images/${privateId}`, { cookie })).status).toBe(401);
   });
 
+  it('is not ended by a request that carries an explicit credential besides the cookie, without CSRF', async () => {
+    const { cookie } = await startSession(alice);
+    const own = new URL(server.url).origin;
+    // An explicit credential makes the cookie hook stand aside; the route must still ask for CSRF.
+    for (const [path, headers] of [
+      ['/v1/sessions/current', { cookie, origin: own, authorization: `Bearer ${bob}` }],
+      ['/v1/sessions/current?sig=x', { cookie, origin: own }],
+    ] as const) {
+      const refused = await fetch(`${server.url}${path}`, { method: 'DELETE', headers });
+      expect(refused.status, path).toBe(403);
+      expect(refused.headers.get('set-cookie'), path).toBeNull();
+    }
+    expect((await get(`/v1/images/${privateId}`, { cookie })).status).toBe(200);
+  });
+
   it('meets the same rule on another spelling of the path (the route decides, not the raw URL)', async () => {
     const { cookie, csrfToken } = await startSession(alice);
     const crossSite = { cookie, origin: 'https://evil.example', 'x-csrf-token': csrfToken };
