@@ -99,6 +99,10 @@ describe('introspection answers', () => {
     ['not valid yet', { nbf: Math.floor(Date.UTC(2026, 0, 1, 13) / 1000) }],
     ['expired', { exp: Math.floor(Date.UTC(2026, 0, 1, 11) / 1000) }],
     ['no subject', { sub: undefined, client_id: undefined }],
+    // RFC 7662 §2.2: `active` is a boolean; only true is active.
+    ['active missing', { active: undefined }],
+    ['active as the string "true"', { active: 'true' }],
+    ['active as 1', { active: 1 }],
   ])('refuses %s with the one 401', async (_name, claims) => {
     active(claims);
     const error = await refusal(verifier().verify('t'));
