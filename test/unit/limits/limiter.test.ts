@@ -1,6 +1,7 @@
+import { type RateLimiterAbstract, RateLimiterRes } from 'rate-limiter-flexible';
 import { describe, expect, it } from 'vitest';
 import { AppError } from '../../../src/errors.js';
-import { createMemoryLimiter, type Limiter } from '../../../src/limits/limiter.js';
+import { createMemoryLimiter, fromRateLimiterFlexible, type Limiter } from '../../../src/limits/limiter.js';
 import { createLimits, type LimitName } from '../../../src/limits/limits.js';
 import { describeLimiterConformance } from './limiter-conformance.js';
 
@@ -88,5 +89,30 @@ describe('limits', () => {
     await limits.upload('a');
     expect((await refusal(limits.upload('a'))).headers['Retry-After']).toBe('3600');
     await limits.upload('b');
+  });
+});
+
+describe('fromRateLimiterFlexible', () => {
+  /** A limiter that refuses with `msBeforeNext` left in the window. */
+  const refusing = (msBeforeNext: number) =>
+    fromRateLimiterFlexible({
+      points: 5,
+      duration: 60,
+      consume: () => Promise.reject(new RateLimiterRes(0, msBeforeNext, 6, false)),
+    } as unknown as RateLimiterAbstract);
+
+  it.each([
+    [1200, 2],
+    [1000, 1],
+    [300, 1],
+    // The window's last instant: a Retry-After of 0 would have the client retry at once, refused.
+    [0, 1],
+  ])('rounds %i ms left up to %i s (Retry-After is never early, never 0)', async (ms, seconds) => {
+    expect(await refusing(ms).take('k')).toEqual({
+      allowed: false,
+      remaining: 0,
+      resetSeconds: seconds,
+      consumed: 6,
+    });
   });
 });
