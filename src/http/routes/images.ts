@@ -206,8 +206,8 @@ export async function registerImageRoutes(app: FastifyInstance, options: ImageRo
   });
 
   // multipart only where uploads arrive: at the root its hooks (an async onRequest adding a
-  // 'close' listener, an async onResponse) ran on every request, a measurable share of a cached
-  // image. Other routes answer a multipart body 415 like any type they do not read.
+  // 'close' listener, an async onResponse) ran on every request, and other routes read a form as
+  // an empty body. They now answer it 415, like any type they do not read.
   await app.register(async (uploads) => {
     await uploads.register(multipart);
     uploads.post('/v1/images', upload);
