@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { type FileHandle, mkdir, open, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { AppError, quotaExceeded } from '../errors.js';
+import { AppError, isAppError, quotaExceeded } from '../errors.js';
 import { writeError } from '../origins/file.js';
 import { checkOriginKey } from '../origins/key.js';
 import type { Origin } from '../origins/origin.js';
@@ -168,7 +168,12 @@ export function createIngest(options: IngestOptions) {
         .read(key, { maxBytes: options.maxUploadBytes })
         .catch((error: unknown) => {
           // Over the cap an upload has: refused as that upload would be, not as the origin failing.
-          throw error instanceof OriginObjectTooLarge ? tooLarge(options.maxUploadBytes) : error;
+          if (error instanceof OriginObjectTooLarge) throw tooLarge(options.maxUploadBytes);
+          // Said of the key the admin named: the origin's "No such image" speaks of image ids.
+          if (isAppError(error) && error.code === 'not_found') {
+            throw new AppError('not_found', 'No such original in the origin', { cause: error });
+          }
+          throw error;
         });
       let facts: Awaited<ReturnType<typeof inspectBytes>>;
       let sha256: string;

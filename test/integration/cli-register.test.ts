@@ -69,7 +69,7 @@ describe('pixgate register (file origin)', () => {
     expect(lines[0]).toMatch(/^[A-Za-z0-9_-]{22,} 2019\/beach\.jpg$/);
     expect(lines).toContain('Registered 1 of 3 keys for alice.');
     expect(lines).toContain('Skipped 1: Invalid source key: empty, "." and ".." segments are not allowed');
-    expect(lines).toContain('Skipped 1: No such image');
+    expect(lines).toContain('Skipped 1: No such original in the origin');
 
     const walked = await run(
       ['register', '--prefix', '2020', '--owner', 'bob', '--visibility', 'public'],

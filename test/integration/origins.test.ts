@@ -151,6 +151,8 @@ describe('S3 origin', () => {
     }
     const missing = await register(server, admin, { source: 'no/such.jpg', owner: 'alice' });
     expect(missing.status).toBe(404);
+    // Said of the original the admin named, not of an image id.
+    expect(missing.json?.error).toEqual({ code: 'not_found', message: 'No such original in the origin' });
     for (const payload of [
       { owner: 'alice' },
       { source: 'ok.jpg' },
