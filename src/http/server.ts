@@ -86,6 +86,9 @@ function requestTimeouts(seconds: number) {
     http: {
       headersTimeout: Math.min(60_000, requestTimeout),
       connectionsCheckingInterval: Math.min(30_000, Math.ceil(requestTimeout / 4)),
+      // Node would refuse an HTTP/1.1 request without Host itself, before fastify or any hook:
+      // a bare 400 without our JSON, headers, log line or metrics. Refused in onRequest instead.
+      requireHostHeader: false,
     },
   };
 }
@@ -172,6 +175,16 @@ export async function buildServer(parts: ServerParts): Promise<FastifyInstance> 
   app.addHook('onRequest', (request, reply, done) => {
     reply.headers(securityHeaders);
     recordWhenClosed(request, reply);
+    // HTTP/1.1 requires Host (RFC 9112 §3.2: answered 400, as Node would); the connection closes,
+    // as Node's would. HTTP/1.0 has no Host.
+    if (request.headers.host === undefined && request.raw.httpVersion === '1.1') {
+      done(
+        new AppError('invalid_request', 'The request has no Host header', {
+          headers: { connection: 'close' },
+        }),
+      );
+      return;
+    }
     // DNS rebinding: a page on evil.example resolving to 127.0.0.1 would reach the dev issuer.
     if (config.dev && !LOOPBACK_NAMES.test(hostHeaderName(request.headers.host))) {
       done(new AppError('host_not_allowed', 'Dev mode answers loopback host names only'));

@@ -123,3 +123,44 @@ describe('a request whose body the parser refuses midway', () => {
     });
   });
 });
+
+/** Writes `head` (lines, no Host added) on a fresh connection and answers everything read until it closes. */
+async function rawExchange(lines: string[]): Promise<string> {
+  const { port } = new URL(server.url);
+  const socket = connect(Number(port), '127.0.0.1');
+  await new Promise((resolve) => socket.once('connect', resolve));
+  let answer = '';
+  socket.setEncoding('latin1').on('data', (chunk: string) => {
+    answer += chunk;
+  });
+  const closed = new Promise((resolve) => socket.once('close', resolve));
+  // write, not end: a half-closed socket makes Node abort a request still being handled.
+  socket.write(`${lines.join('\r\n')}\r\n\r\n`);
+  await closed;
+  return answer;
+}
+
+describe('an HTTP/1.1 request without a Host header', () => {
+  // Regression: Node's server refused it itself (requireHostHeader), before fastify or any hook
+  // saw it: a bare `400` with an empty chunked body, no JSON, no no-store, no security headers,
+  // and no log line or metric at all.
+  it('gets our JSON 400, no-store, the security headers, and its log line', async () => {
+    const from = server.logs.length;
+    const answer = await rawExchange(['GET /healthz HTTP/1.1', 'Connection: close']);
+    const [head = '', body] = answer.split('\r\n\r\n');
+    expect(head).toMatch(/^HTTP\/1\.1 400 /);
+    const headers = head.toLowerCase();
+    expect(headers).toContain('\r\ncache-control: no-store');
+    expect(headers).toContain('\r\ncontent-type: application/json');
+    expect(headers).toContain("\r\ncontent-security-policy: default-src 'none'");
+    expect(headers).toContain('\r\nx-content-type-options: nosniff');
+    expect(JSON.parse(body ?? '')).toEqual({
+      error: { code: 'invalid_request', message: 'The request has no Host header' },
+    });
+    await eventually(() => {
+      expect(server.logs.slice(from).map((line) => JSON.parse(line) as unknown)).toContainEqual(
+        expect.objectContaining({ msg: 'request', status: 400, code: 'invalid_request' }),
+      );
+    });
+  });
+});
