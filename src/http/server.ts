@@ -157,15 +157,32 @@ export async function buildServer(parts: ServerParts): Promise<FastifyInstance> 
   // connection that has never carried a request (a browser's preconnect): one of those would
   // hold a shutdown forever. It holds no work either: dropped when closing starts.
   const unused = new Set<Socket>();
+  // Nor does Node close a keep-alive connection whose request was still being answered when
+  // closing started: its response goes out `keep-alive`, and the connection, idle from then on,
+  // held the shutdown until the grace period cut it (main.ts), however soon the answer was done.
+  // Those responses end their connection instead.
+  const open = new Set<Socket>();
   /** Responses in flight whose request the parser refused midway, and our answer to it. */
   const refusedByParser = new WeakMap<ServerResponse, AppError>();
   app.server.on('connection', (socket: Socket) => {
     unused.add(socket);
-    socket.once('close', () => unused.delete(socket));
+    open.add(socket);
+    socket.once('close', () => {
+      unused.delete(socket);
+      open.delete(socket);
+    });
   });
   app.server.on('request', (request: IncomingMessage) => unused.delete(request.socket));
   app.addHook('preClose', (done) => {
     for (const socket of unused) socket.destroy();
+    for (const socket of open) {
+      const response = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
+      if (!response || response.writableFinished) continue;
+      // Not sent yet: Node then writes `Connection: close` and ends the connection after it.
+      if (!response.headersSent) response.shouldKeepAlive = false;
+      // Already on its way (a large body to a slow reader): the connection ends once it is sent.
+      else response.once('finish', () => socket.end());
+    }
     done();
   });
 
