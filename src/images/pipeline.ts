@@ -199,13 +199,16 @@ export function createPipeline(options: PipelineOptions) {
     if (framePixels > options.maxInputPixels) {
       throw tooManyPixels(meta.width, meta.height, 1, options.maxInputPixels);
     }
-    // A 90° orientation cannot be applied to several frames: such a rarity gets its first frame.
+    // Frames are decoded as one tall strip, which autoOrient turns as a whole: only orientation
+    // 2 (a mirror left to right) is right for every frame. A 90° one cannot be applied to several
+    // frames, and 3 and 4 (turned 180°, flipped upside down) would play the frames backwards
+    // under the delays of the forward order: such a rarity gets its first frame.
     const available = Math.min(recorded.pages, meta.pages ?? 1);
     // A watermarked preview is one frame: the overlay is drawn once, and a sniff need not move.
     const keepsAnimation =
       plan.format === 'webp' &&
       isAnimated(meta.format, available) &&
-      (meta.orientation ?? 1) < 5 &&
+      (meta.orientation ?? 1) <= 2 &&
       !plan.transform.watermark;
     const frames = keepsAnimation ? framesKept(available, framePixels, options) : 1;
     const source: Source = {

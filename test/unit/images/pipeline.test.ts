@@ -263,6 +263,54 @@ describe('pipeline: animations', () => {
     expect((await sharp(variant.body).metadata()).pages).toBe(2);
   });
 
+  it.each([1, 2, 3, 4, 5, 6, 7, 8])(
+    'never plays an EXIF-oriented animated WebP out of order (orientation %i)',
+    async (orientation) => {
+      // 3 frames of 30×20, each with its top half red, green, blue (frame 0, 1, 2), bottom half black.
+      const [width, height, colours] = [
+        30,
+        20,
+        [
+          [255, 0, 0],
+          [0, 255, 0],
+          [0, 0, 255],
+        ],
+      ] as const;
+      const raw = Buffer.alloc(width * height * colours.length * 3);
+      colours.forEach((colour, f) => {
+        for (let i = 0; i < width * (height / 2); i++) raw.set(colour, (f * width * height + i) * 3);
+      });
+      const input = await sharp(raw, { raw: { width, height: height * 3, channels: 3, pageHeight: height } })
+        .webp({ lossless: true, delay: [100, 200, 300], loop: 0 })
+        .withMetadata({ orientation })
+        .toBuffer();
+      const variant = await pipeline.render(input, plan({}, 'webp'), { pages: 3 });
+      const meta = await sharp(variant.body).metadata();
+      const frames = meta.pages ?? 1;
+      // Each frame kept is the source's frame of that index, displayed as sharp orients one image.
+      // (Sampled away from the edges: the output is lossy WebP.)
+      for (let f = 0; f < frames; f++) {
+        const expected = await pixels(await sharp(input, { page: f }).autoOrient().png().toBuffer());
+        const actual = await pixels(await sharp(variant.body, { page: f }).png().toBuffer());
+        expect([actual.info.width, actual.info.height]).toStrictEqual([
+          expected.info.width,
+          expected.info.height,
+        ]);
+        const { width: w, height: h } = expected.info;
+        for (const [x, y] of [
+          [w / 4, h / 4],
+          [(3 * w) / 4, h / 4],
+          [w / 4, (3 * h) / 4],
+          [(3 * w) / 4, (3 * h) / 4],
+        ]) {
+          const at = [Math.floor(x as number), Math.floor(y as number)] as const;
+          expectClose(actual.at(...at), expected.at(...at), 24);
+        }
+      }
+      if (frames > 1) expect(meta.delay).toStrictEqual([100, 200, 300]);
+    },
+  );
+
   it.each<OutputFormat>(['jpeg', 'png', 'avif'])('renders the first frame only for %s', async (format) => {
     const variant = await pipeline.render(await animatedGif(30, 20, 5), plan({ w: 15 }, format), {
       pages: 5,
