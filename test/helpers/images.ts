@@ -67,19 +67,21 @@ export async function animatedGif(width: number, height: number, frames: number)
     .toBuffer();
 }
 
+/** A PNG chunk: length, type, data and CRC. */
+export function pngChunk(type: string, data: Buffer): Buffer {
+  const length = Buffer.alloc(4);
+  length.writeUInt32BE(data.length);
+  const body = Buffer.concat([Buffer.from(type, 'latin1'), data]);
+  const crc = Buffer.alloc(4);
+  crc.writeUInt32BE(crc32(body));
+  return Buffer.concat([length, body, crc]);
+}
+
 /**
  * A real, valid PNG of width × height 1-bit black pixels: a few tens of KB that decode to
  * width × height pixels (a decompression bomb).
  */
 export function pngBomb(width: number, height: number): Buffer {
-  const chunk = (type: string, data: Buffer) => {
-    const length = Buffer.alloc(4);
-    length.writeUInt32BE(data.length);
-    const body = Buffer.concat([Buffer.from(type, 'latin1'), data]);
-    const crc = Buffer.alloc(4);
-    crc.writeUInt32BE(crc32(body));
-    return Buffer.concat([length, body, crc]);
-  };
   const header = Buffer.alloc(13);
   header.writeUInt32BE(width, 0);
   header.writeUInt32BE(height, 4);
@@ -88,11 +90,55 @@ export function pngBomb(width: number, height: number): Buffer {
   const rowBytes = 1 + Math.ceil(width / 8); // filter byte + packed bits
   return Buffer.concat([
     Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]),
-    chunk('IHDR', header),
-    chunk('IDAT', deflateSync(Buffer.alloc(rowBytes * height), { level: 9 })),
-    chunk('IEND', Buffer.alloc(0)),
+    pngChunk('IHDR', header),
+    pngChunk('IDAT', deflateSync(Buffer.alloc(rowBytes * height), { level: 9 })),
+    pngChunk('IEND', Buffer.alloc(0)),
   ]);
 }
+
+/** `chunks` inserted into a PNG right after its IHDR (signature 8 bytes, IHDR 25). */
+export function withPngChunks(png: Buffer, chunks: readonly Buffer[]): Buffer {
+  return Buffer.concat([png.subarray(0, 33), ...chunks, png.subarray(33)]);
+}
+
+/** A JPEG marker segment (APPn, COM) inserted right after the SOI marker. */
+export function withJpegSegment(jpeg: Buffer, marker: number, payload: Buffer): Buffer {
+  const length = Buffer.alloc(2);
+  length.writeUInt16BE(payload.length + 2);
+  return Buffer.concat([jpeg.subarray(0, 2), Buffer.from([0xff, marker]), length, payload, jpeg.subarray(2)]);
+}
+
+/**
+ * A Photoshop APP13 payload holding IPTC-IIM (8BIM resource 0x0404) with `text` as the by-line
+ * (2:80) and in the caption (2:120), as news and stock photo tools write it.
+ */
+export function iptcApp13(text: string): Buffer {
+  const dataset = (tag: number, value: string) => {
+    const bytes = Buffer.from(value, 'latin1');
+    const head = Buffer.from([0x1c, 2, tag, 0, 0]);
+    head.writeUInt16BE(bytes.length, 3);
+    return Buffer.concat([head, bytes]);
+  };
+  const iim = Buffer.concat([dataset(80, text), dataset(120, `Caption by ${text}`)]);
+  const resource = Buffer.alloc(12);
+  resource.write('8BIM', 0, 'latin1');
+  resource.writeUInt16BE(0x0404, 4); // IPTC-NAA; an empty name (2 bytes, padded) follows
+  resource.writeUInt32BE(iim.length, 8);
+  return Buffer.concat([
+    Buffer.from('Photoshop 3.0\0', 'latin1'),
+    resource,
+    iim,
+    Buffer.alloc(iim.length % 2),
+  ]);
+}
+
+/** An XMP packet naming `creator` and a GPS position, as cameras and phone apps write it. */
+export const xmpWithGps = (creator: string) =>
+  '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpmeta xmlns:x="adobe:ns:meta/">' +
+  '<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about=""' +
+  ' xmlns:dc="http://purl.org/dc/elements/1.1/" xmlns:exif="http://ns.adobe.com/exif/1.0/"' +
+  ` dc:creator="${creator}" exif:GPSLatitude="48,51.4N" exif:GPSLongitude="2,17.6E"/>` +
+  '</rdf:RDF></x:xmpmeta><?xpacket end="w"?>';
 
 /** A deterministic pseudo-random generator, so a failing case can be replayed. */
 export function random(seed: number) {

@@ -6,7 +6,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AppError } from '../../../src/errors.js';
 import { createPipeline, defaultQuality, type PipelineOptions } from '../../../src/images/pipeline.js';
 import type { OutputFormat, RenderPlan, Transform } from '../../../src/images/types.js';
-import { animatedGif, pngBomb } from '../../helpers/images.js';
+import {
+  animatedGif,
+  iptcApp13,
+  pngBomb,
+  pngChunk,
+  withJpegSegment,
+  withPngChunks,
+  xmpWithGps,
+} from '../../helpers/images.js';
 
 const options: PipelineOptions = { maxInputPixels: 50_000_000, maxFrames: 100, avifEffort: 2 };
 const pipeline = createPipeline(options);
@@ -229,6 +237,217 @@ describe('pipeline: metadata, orientation and colour (SPEC §2)', () => {
       expect(out.hasProfile, format).toBe(false);
       expect(out.space).toBe('srgb');
       expectClose((await pixels(variant.body)).at(4, 4), [colour.r, colour.g, colour.b, 255], 3);
+    }
+  });
+});
+
+describe('pipeline: metadata in every container, for every output (SPEC §2)', () => {
+  const secret = 'SecretOwnerXmpIptc';
+  const blue = () =>
+    sharp({ create: { width: 64, height: 48, channels: 3, background: { r: 30, g: 120, b: 200 } } });
+  const exifOf = async (make: string) =>
+    (
+      await sharp(
+        await blue()
+          .jpeg()
+          .withExif({ IFD0: { Make: make } })
+          .toBuffer(),
+      ).metadata()
+    ).exif as Buffer;
+
+  const sources: Record<string, () => Promise<Buffer>> = {
+    // EXIF, XMP with a GPS position, IPTC by-line and caption (APP13), a JPEG comment (COM).
+    'JPEG with EXIF, XMP, IPTC and a comment': async () => {
+      const jpeg = await blue()
+        .jpeg()
+        .withExif({ IFD0: { Make: secret } })
+        .withXmp(xmpWithGps(secret))
+        .toBuffer();
+      return withJpegSegment(
+        withJpegSegment(jpeg, 0xed, iptcApp13(secret)),
+        0xfe,
+        Buffer.from(`by ${secret}`),
+      );
+    },
+    // eXIf (its TIFF header without JPEG's "Exif\0\0"), a tEXt comment, XMP in iTXt.
+    'PNG with eXIf, tEXt and iTXt XMP': async () =>
+      withPngChunks(await blue().png().toBuffer(), [
+        pngChunk('eXIf', (await exifOf(secret)).subarray(6)),
+        pngChunk('tEXt', Buffer.from(`Comment\0${secret}`, 'latin1')),
+        pngChunk(
+          'iTXt',
+          Buffer.concat([Buffer.from('XML:com.adobe.xmp\0\0\0\0\0'), Buffer.from(xmpWithGps(secret))]),
+        ),
+      ]),
+    'WebP with EXIF and XMP': () =>
+      blue()
+        .webp()
+        .withExif({ IFD0: { Make: secret } })
+        .withXmp(xmpWithGps(secret))
+        .toBuffer(),
+  };
+
+  it.each(Object.keys(sources))('%s: nothing of it in any output format', async (name) => {
+    const input = await (sources[name] as () => Promise<Buffer>)();
+    // The source really carries it (the check below would pass on an empty source).
+    const source = await sharp(input).metadata();
+    expect(source.exif?.toString('latin1')).toContain(secret);
+    expect(source.xmpAsString).toContain('GPSLatitude');
+    if (name.startsWith('JPEG')) expect(source.iptc?.toString('latin1')).toContain(secret);
+    if (name.startsWith('PNG')) expect(source.comments).toEqual([{ keyword: 'Comment', text: secret }]);
+
+    for (const format of ['jpeg', 'png', 'webp', 'avif'] as const) {
+      for (const transform of [{}, { w: 32 }]) {
+        const variant = await pipeline.render(input, plan(transform, format), single);
+        const meta = await sharp(variant.body).metadata();
+        expect(meta.format, format).toBe(format === 'avif' ? 'heif' : format);
+        for (const field of ['exif', 'xmp', 'iptc', 'icc', 'comments'] as const) {
+          expect(meta[field], `${format} ${field}`).toBeUndefined();
+        }
+        const bytes = variant.body.toString('latin1');
+        expect(bytes, format).not.toContain(secret);
+        expect(bytes, format).not.toContain('GPS');
+      }
+    }
+  });
+});
+
+describe('pipeline: colour spaces and alpha of unusual sources', () => {
+  const colour = { r: 200, g: 100, b: 50 };
+
+  it.each([
+    ['without a profile (libvips assumes its CMYK default)', false],
+    ['with an embedded CMYK profile', true],
+  ])('converts a CMYK JPEG %s to sRGB', async (_name, withProfile) => {
+    const source = sharp({ create: { width: 32, height: 24, channels: 3, background: colour } });
+    const input = await (withProfile ? source.withIccProfile('cmyk') : source.toColourspace('cmyk'))
+      .jpeg({ quality: 100 })
+      .toBuffer();
+    const meta = await sharp(input).metadata();
+    expect([meta.space, meta.channels, meta.hasProfile]).toStrictEqual(['cmyk', 4, withProfile]);
+    // What libvips makes of it at full size: the colour through the CMYK profile, close to the
+    // sRGB it was made from (a CMYK round trip is not exact) and nothing like raw C, M, Y, K.
+    const reference = [...(await sharp(input).toColourspace('srgb').raw().toBuffer()).subarray(0, 3)];
+    expectClose(reference, [colour.r, colour.g, colour.b], 32);
+
+    for (const format of ['jpeg', 'png', 'webp', 'avif'] as const) {
+      const variant = await pipeline.render(input, plan({ w: 16 }, format), single);
+      const out = await sharp(variant.body).metadata();
+      expect([out.space, out.channels, out.hasProfile], format).toStrictEqual(['srgb', 3, false]);
+      expectClose((await pixels(variant.body)).at(8, 6).slice(0, 3), reference, 4);
+    }
+  });
+
+  it('keeps a greyscale JPEG grey, as sRGB', async () => {
+    const input = await sharp({ create: { width: 32, height: 24, channels: 3, background: '#5a5a5a' } })
+      .toColourspace('b-w')
+      .jpeg()
+      .toBuffer();
+    expect((await sharp(input).metadata()).channels).toBe(1);
+    for (const format of ['jpeg', 'png', 'webp', 'avif'] as const) {
+      const variant = await pipeline.render(input, plan({ w: 16 }, format), single);
+      expect((await sharp(variant.body).metadata()).space, format).toBe('srgb');
+      expectClose((await pixels(variant.body)).at(8, 6), [90, 90, 90, 255], 3);
+    }
+  });
+
+  /** Left half opaque `left`, right half fully transparent blue: the colour it hides. */
+  function halves(left: readonly [number, number, number]) {
+    const raw = Buffer.alloc(32 * 24 * 4);
+    for (let i = 0; i < 32 * 24; i++) raw.set(i % 32 < 16 ? [...left, 255] : [0, 0, 255, 0], i * 4);
+    return sharp(raw, { raw: { width: 32, height: 24, channels: 4 } });
+  }
+  const orange = [200, 100, 50] as const;
+  const grey = [90, 90, 90] as const;
+
+  it.each<[string, () => Promise<Buffer>, readonly [number, number, number]]>([
+    ['greyscale PNG with alpha', () => halves(grey).toColourspace('b-w').png().toBuffer(), grey],
+    ['palette PNG with tRNS', () => halves(orange).png({ palette: true, colours: 4 }).toBuffer(), orange],
+    ['16-bit PNG with alpha', () => halves(orange).toColourspace('rgb16').png().toBuffer(), orange],
+    // sharp's TIFF default, JPEG compression, would drop the alpha: LZW keeps it.
+    ['TIFF with alpha', () => halves(orange).tiff({ compression: 'lzw' }).toBuffer(), orange],
+    ['AVIF with alpha', () => halves(orange).avif({ lossless: true }).toBuffer(), orange],
+    ['WebP with alpha', () => halves(orange).webp({ lossless: true }).toBuffer(), orange],
+  ])(
+    '%s: keeps transparency where the format can, and flattens on white for JPEG',
+    async (_name, make, left) => {
+      const input = await make();
+      expect((await sharp(input).metadata()).hasAlpha).toBe(true);
+      for (const format of ['png', 'webp', 'avif'] as const) {
+        const out = await pixels((await pipeline.render(input, plan({ w: 16 }, format), single)).body);
+        expect([out.info.width, out.info.height], format).toStrictEqual([16, 12]);
+        expectClose(out.at(3, 6), [...left, 255], 6);
+        expect(out.at(12, 6)[3], format).toBe(0);
+      }
+      const jpeg = await pixels((await pipeline.render(input, plan({ w: 16 }, 'jpeg'), single)).body);
+      expectClose(jpeg.at(3, 6), [...left, 255], 6);
+      expectClose(jpeg.at(12, 6), [255, 255, 255, 255], 3);
+    },
+  );
+});
+
+describe('pipeline: EXIF orientations 1..8, every fit', () => {
+  // Stored 60×40 in quadrants: top left red, top right green, bottom left blue, bottom right white.
+  const stored = (() => {
+    const raw = Buffer.alloc(60 * 40 * 3);
+    for (let i = 0; i < 60 * 40; i++) {
+      const [x, y] = [i % 60, Math.floor(i / 60)];
+      raw.set(y < 20 ? (x < 30 ? [255, 0, 0] : [0, 255, 0]) : x < 30 ? [0, 0, 255] : [255, 255, 255], i * 3);
+    }
+    return sharp(raw, { raw: { width: 60, height: 40, channels: 3 } });
+  })();
+  // The quadrants as displayed (EXIF 2.3, Orientation): top left, top right / bottom left, bottom right.
+  const displayed: Record<number, string> = {
+    1: 'RG/BW', // as stored
+    2: 'GR/WB', // mirrored left to right
+    3: 'WB/GR', // turned 180°
+    4: 'BW/RG', // mirrored top to bottom
+    5: 'RB/GW', // transposed (mirrored about the main diagonal)
+    6: 'BR/WG', // turned 90° clockwise
+    7: 'WG/BR', // transversed (mirrored about the other diagonal)
+    8: 'GW/RB', // turned 90° counter-clockwise
+  };
+  const landscape: Array<[Partial<Transform>, [number, number], [number, number]]> = [
+    // transform, output of a 60×40 display, output of a 40×60 display
+    [{ w: 30 }, [30, 20], [30, 45]],
+    [{ h: 30 }, [45, 30], [20, 30]],
+    [{ w: 30, h: 30, fit: 'cover' }, [30, 30], [30, 30]],
+    [{ w: 30, h: 30, fit: 'contain' }, [30, 30], [30, 30]],
+    [{ w: 30, h: 20, fit: 'fill' }, [30, 20], [30, 20]],
+    [{ w: 30, h: 30, fit: 'inside' }, [30, 20], [20, 30]],
+    [{ w: 30, h: 30, fit: 'outside' }, [45, 30], [30, 45]],
+    [{}, [60, 40], [40, 60]],
+  ];
+  const name = ([r, g, b]: number[]) =>
+    (r as number) > 128 && (g as number) > 128 && (b as number) > 128
+      ? 'W'
+      : (r as number) > 128
+        ? 'R'
+        : (g as number) > 128
+          ? 'G'
+          : (b as number) > 128
+            ? 'B'
+            : '?';
+
+  it.each([1, 2, 3, 4, 5, 6, 7, 8])('orientation %i, from JPEG and WebP', async (orientation) => {
+    for (const container of ['jpeg', 'webp'] as const) {
+      const input = await stored.clone()[container]({ quality: 95 }).withMetadata({ orientation }).toBuffer();
+      expect((await sharp(input).metadata()).orientation).toBe(orientation);
+      const sideways = orientation >= 5;
+      for (const [transform, ifLandscape, ifPortrait] of landscape) {
+        const variant = await pipeline.render(input, plan(transform, 'png'), single);
+        const out = await pixels(variant.body);
+        const where = `${container} ${JSON.stringify(transform)}`;
+        expect([out.info.width, out.info.height], where).toStrictEqual(sideways ? ifPortrait : ifLandscape);
+        expect([variant.width, variant.height], where).toStrictEqual([out.info.width, out.info.height]);
+        // Sampled at the middle of each quadrant (inside the image where contain pads it).
+        const [w, h] = [out.info.width, out.info.height];
+        const at = (fx: number, fy: number) => name(out.at(Math.floor(w * fx), Math.floor(h * fy)));
+        expect(`${at(0.25, 0.25)}${at(0.75, 0.25)}/${at(0.25, 0.75)}${at(0.75, 0.75)}`, where).toBe(
+          displayed[orientation],
+        );
+        expect((await sharp(variant.body).metadata()).orientation, where).toBeUndefined();
+      }
     }
   });
 });
