@@ -3,7 +3,14 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { uploadKey } from '../../src/images/ingest.js';
-import { photoWithGps, synth } from '../helpers/images.js';
+import {
+  animatedGif,
+  iptcApp13,
+  photoWithGps,
+  synth,
+  withJpegSegment,
+  xmpWithGps,
+} from '../helpers/images.js';
 import { restartWithoutVariants, startTestServer, type TestServer, uploadImage } from '../helpers/pixgate.js';
 import { shape } from '../helpers/response-shape.js';
 
@@ -254,6 +261,112 @@ describe('variants', () => {
     const { response, body } = await get(`/v1/images/${meta.id}`, auth(alice, { accept: 'image/*' }));
     expect(response.headers.get('content-type')).toBe('image/png');
     expect(await sharp(body).metadata()).toMatchObject({ format: 'png', width: 120, height: 60 });
+  });
+});
+
+describe('unusual inputs through the server', () => {
+  const secret = 'SecretOwnerThroughHttp';
+  const everyFormat = [
+    ['format=jpeg', undefined, 'image/jpeg'],
+    ['format=png', undefined, 'image/png'],
+    ['format=webp', undefined, 'image/webp'],
+    ['format=avif', undefined, 'image/avif'],
+    ['format=auto', 'image/avif,image/webp,*/*', 'image/avif'],
+    ['format=auto', 'image/webp,*/*', 'image/webp'],
+    ['format=auto', 'image/*', 'image/jpeg'],
+  ] as const;
+
+  it("strips XMP with GPS, IPTC and comments from every variant, the owner's too; only the original keeps them", async () => {
+    const tagged = withJpegSegment(
+      withJpegSegment(
+        await sharp(photo)
+          .withExif({ IFD0: { Make: secret } })
+          .withXmp(xmpWithGps(secret))
+          .toBuffer(),
+        0xed,
+        iptcApp13(secret),
+      ),
+      0xfe,
+      Buffer.from(`by ${secret}`),
+    );
+    const { id } = await upload(alice, tagged, 'public');
+    for (const token of [alice, bob]) {
+      for (const [query, accept, type] of everyFormat) {
+        for (const size of ['&w=600', '&w=100&h=100&fit=cover']) {
+          const { response, body } = await get(
+            `/v1/images/${id}?${query}${size}`,
+            auth(token, accept ? { accept } : {}),
+          );
+          const where = `${token === alice ? 'owner' : 'other'} ${query}${size} ${accept}`;
+          expect(response.status, where).toBe(200);
+          expect(response.headers.get('content-type'), where).toBe(type);
+          const meta = await sharp(body).metadata();
+          expect([meta.width, meta.height], where).toStrictEqual(size === '&w=600' ? [600, 450] : [100, 100]);
+          for (const field of ['exif', 'xmp', 'iptc', 'icc', 'comments'] as const) {
+            expect(meta[field], `${where} ${field}`).toBeUndefined();
+          }
+          expect(body.includes(secret), where).toBe(false);
+        }
+      }
+    }
+    const original = await get(`/v1/images/${id}`, auth(alice));
+    expect(original.body.equals(tagged)).toBe(true);
+  });
+
+  it('keeps an animated GIF animated only in WebP: auto picks WebP over AVIF for it, others get the first frame', async () => {
+    // Frame i has red = 40 × i.
+    const { id } = await upload(alice, await animatedGif(30, 20, 5), 'public', 'image/gif');
+    for (const token of [alice, bob]) {
+      for (const [query, accept, type, pages] of [
+        ['format=auto&w=15', 'image/avif,image/webp,*/*', 'image/webp', 5],
+        ['format=auto&w=15', 'image/webp', 'image/webp', 5],
+        ['format=webp&w=15', undefined, 'image/webp', 5],
+        ['format=auto&w=15', 'image/*', 'image/png', 1], // a GIF has alpha
+        ['format=jpeg&w=15', undefined, 'image/jpeg', 1],
+        ['format=avif&w=15', undefined, 'image/avif', 1],
+      ] as const) {
+        const { response, body } = await get(
+          `/v1/images/${id}?${query}`,
+          auth(token, accept ? { accept } : {}),
+        );
+        const where = `${query} ${accept}`;
+        expect(response.headers.get('content-type'), where).toBe(type);
+        const meta = await sharp(body).metadata();
+        expect([meta.width, meta.height, meta.pages ?? 1], where).toStrictEqual([15, 10, pages]);
+        // The first frame (red 0), whatever is kept.
+        const first = await sharp(body).removeAlpha().raw().toBuffer();
+        expect(first[0] as number, where).toBeLessThan(16);
+        expect(first[1] as number, where).toBeGreaterThan(180);
+      }
+    }
+  });
+
+  it('rasterizes an SVG with an embedded data: URI raster, CSS, text, and a size in percent', async () => {
+    const magenta = await sharp({ create: { width: 10, height: 10, channels: 3, background: '#ff00ff' } })
+      .png()
+      .toBuffer();
+    const svg = Buffer.from(
+      '<svg xmlns="http://www.w3.org/2000/svg" width="100%" height="100%" viewBox="0 0 40 30">' +
+        '<style>rect { fill: #00ff00 }</style><rect width="40" height="30"/>' +
+        `<image href="data:image/png;base64,${magenta.toString('base64')}" x="0" y="0" width="10" height="10"/>` +
+        `<text x="12" y="25" font-size="6">${secret}</text></svg>`,
+    );
+    // Percentages of no viewport: the viewBox gives the size.
+    const meta = await upload(alice, svg, 'public', 'image/svg+xml');
+    expect(meta).toMatchObject({ format: 'svg', width: 40, height: 30 });
+    for (const token of [alice, bob]) {
+      const { response, body } = await get(`/v1/images/${meta.id}?w=20`, auth(token, { accept: 'image/*' }));
+      expect(response.headers.get('content-type')).toBe('image/png');
+      const out = await sharp(body).metadata();
+      expect([out.format, out.width, out.height]).toStrictEqual(['png', 20, 15]);
+      const { data, info } = await sharp(body).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+      const at = (x: number, y: number) => [
+        ...data.subarray((y * info.width + x) * 3, (y * info.width + x) * 3 + 3),
+      ];
+      expect(at(2, 2)).toStrictEqual([255, 0, 255]); // the embedded raster
+      expect(at(17, 3)).toStrictEqual([0, 255, 0]); // the CSS
+      expect(body.includes(secret)).toBe(false); // text is pixels now
+    }
   });
 });
 

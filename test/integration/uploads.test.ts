@@ -168,6 +168,53 @@ describe('refused uploads keep nothing', () => {
     await expectNothingKept();
   });
 
+  it('415 for a one-byte body', async () => {
+    const result = await post(Buffer.from([0xff]), 'image/jpeg');
+    expect(result.status).toBe(415);
+    expect(result.json.error?.code).toBe('unsupported_media_type');
+    await expectNothingKept();
+  });
+
+  it('422 for a truncated PNG', async () => {
+    const png = await sharp({
+      create: {
+        width: 200,
+        height: 150,
+        channels: 3,
+        background: '#808080',
+        noise: { type: 'gaussian', mean: 128, sigma: 40 },
+      },
+    })
+      .png()
+      .toBuffer();
+    const result = await post(png.subarray(0, png.length >> 1), 'image/png');
+    expect(result.status).toBe(422);
+    expect(result.json.error).toEqual({
+      code: 'unprocessable_image',
+      message: 'The image is corrupt or truncated',
+    });
+    await expectNothingKept();
+  });
+
+  it('422 for a GIF whose 2×2 frame sits at (60000, 60000) of a 65535² screen: it decodes that large', async () => {
+    const gif = Buffer.from(
+      await sharp({ create: { width: 2, height: 2, channels: 3, background: '#f00' } })
+        .gif()
+        .toBuffer(),
+    );
+    gif.writeUInt16LE(65535, 6); // logical screen width, height
+    gif.writeUInt16LE(65535, 8);
+    const descriptor = gif.indexOf(0x2c, 13); // the image descriptor: its left and top follow
+    gif.writeUInt16LE(60000, descriptor + 1);
+    gif.writeUInt16LE(60000, descriptor + 3);
+    const result = await post(gif, 'image/gif');
+    expect(result.status).toBe(422);
+    expect(result.json.error?.message).toBe(
+      'The image has 60002 × 60002 = 3600240004 pixels, more than the 4000000 allowed',
+    );
+    await expectNothingKept();
+  });
+
   it('422 for a truncated JPEG', async () => {
     const photo = await photoWithGps(400, 300);
     const result = await post(photo.subarray(0, Math.floor(photo.length / 2)), 'image/jpeg');
@@ -236,6 +283,52 @@ describe('refused uploads keep nothing', () => {
     });
     // The server notices the aborted body and removes the temp file.
     await eventually(expectNothingKept);
+  });
+});
+
+describe('odd but valid uploads', () => {
+  async function variant(id: string, query: string) {
+    const response = await fetch(`${server.url}/v1/images/${id}?${query}`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    return { status: response.status, body: Buffer.from(await response.arrayBuffer()) };
+  }
+  const remove = (id: string) =>
+    fetch(`${server.url}/v1/images/${id}`, {
+      method: 'DELETE',
+      headers: { authorization: `Bearer ${token}` },
+    });
+
+  it('a JPEG with trailing garbage after its EOI is stored as sent, and renders', async () => {
+    const jpeg = await synth('jpeg', 64, 48);
+    const body = Buffer.concat([jpeg.body, Buffer.from('trailing garbage '.repeat(50))]);
+    const result = await post(body, 'image/jpeg');
+    expect(result.status).toBe(201);
+    expect(result.json).toMatchObject({ format: 'jpeg', width: 64, height: 48 });
+    const id = (result.json as { id: string }).id;
+    expect((await variant(id, '')).body.equals(body)).toBe(true);
+    const small = await variant(id, 'w=32&format=png');
+    expect(small.status).toBe(200);
+    expect(await sharp(small.body).metadata()).toMatchObject({ format: 'png', width: 32, height: 24 });
+    await remove(id);
+  });
+
+  it('a GIF declaring a 65535² screen around a 2×2 frame at (0, 0) is its frame: libvips decodes 2×2', async () => {
+    const gif = Buffer.from(
+      await sharp({ create: { width: 2, height: 2, channels: 3, background: '#f00' } })
+        .gif()
+        .toBuffer(),
+    );
+    gif.writeUInt16LE(65535, 6);
+    gif.writeUInt16LE(65535, 8);
+    const result = await post(gif, 'image/gif');
+    expect(result.status).toBe(201);
+    expect(result.json).toMatchObject({ format: 'gif', width: 2, height: 2 });
+    const id = (result.json as { id: string }).id;
+    const rendered = await variant(id, 'format=jpeg');
+    expect(rendered.status).toBe(200);
+    expect(await sharp(rendered.body).metadata()).toMatchObject({ format: 'jpeg', width: 2, height: 2 });
+    await remove(id);
   });
 });
 
