@@ -4,6 +4,7 @@ import { notTheRecordedOriginal } from '../errors.js';
 import { framesKept, inputOptions, tooManyPixels, unprocessable } from './decode.js';
 import { isAnimated } from './negotiate.js';
 import { effectiveFit, predictOutputSize } from './output-size.js';
+import { refuseSvgResources } from './svg-guard.js';
 import { contentTypes, type OutputFormat, type RenderPlan } from './types.js';
 
 /**
@@ -185,6 +186,9 @@ export function createPipeline(options: PipelineOptions) {
     } catch (error) {
       throw unprocessable(FAILED, error);
     }
+    // Checked at upload too; here for originals stored before that check, or registered ones
+    // replaced at their origin.
+    if (meta.format === 'svg') refuseSvgResources(input);
     const found = meta.autoOrient;
     if (
       recorded.width !== undefined &&

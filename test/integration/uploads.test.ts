@@ -242,6 +242,19 @@ describe('refused uploads keep nothing', () => {
     await expectNothingKept();
   });
 
+  it('422 for an SVG embedding a pixel bomb: its canvas is small, what it would draw is not', async () => {
+    // 40 × 30 holding a 20000² PNG: libvips counts the canvas only; drawn, it took 3.6 GB.
+    const png = pngBomb(20000, 20000).toString('base64');
+    const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="40" height="30"><image href="data:image/png;base64,${png}" width="40" height="30"/></svg>`;
+    const result = await post(svg, 'image/svg+xml');
+    expect(result.status).toBe(422);
+    expect(result.json.error).toEqual({
+      code: 'unprocessable_image',
+      message: 'SVG images that load other images or documents (data: URLs) are not supported',
+    });
+    await expectNothingKept();
+  });
+
   it('judges by the bytes: PNG bytes sent as image/jpeg are stored as PNG', async () => {
     const png = await synth('png', 30, 20);
     const result = await post(png.body, 'image/jpeg');

@@ -273,12 +273,14 @@ describe('inspectImage: an SVG cannot read its neighbours (it is read as bytes, 
       .png()
       .toBuffer();
     const secret = await upload(magenta, 'other-users-original.png');
-    // Control: the same picture inline is seen, so the check below can fail.
-    const inline = await inspectImage(
-      await upload(svgWith(`data:image/png;base64,${magenta.toString('base64')}`)),
-      limits,
-    );
-    expectColour(inline.placeholder, [255, 0, 255]);
+    // Control: the same picture embedded is drawn (by sharp itself: an upload refuses an embedded
+    // image, svg-guard.ts), so the check below can fail.
+    const embedded = Buffer.from(svgWith(`data:image/png;base64,${magenta.toString('base64')}`));
+    const drawn = await sharp(embedded).resize(1, 1).removeAlpha().raw().toBuffer();
+    expect([...drawn]).toEqual([255, 0, 255]);
+    await expect(inspectImage(await upload(embedded), limits)).rejects.toMatchObject({
+      code: 'unprocessable_image',
+    });
 
     for (const href of ['other-users-original.png', `file://${secret}`, secret]) {
       const facts = await inspectImage(await upload(svgWith(href), `drawing-${++counter}.svg`), limits);

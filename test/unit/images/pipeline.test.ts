@@ -583,10 +583,26 @@ describe('pipeline: SVG', () => {
     expectClose((await pixels(variant.body)).at(25, 25), [0, 255, 0, 255], 2);
   });
 
-  it('can see an embedded image (the detector works)', async () => {
+  it('can see an embedded image (the detector works), which the pipeline then refuses', async () => {
     const { readFile } = await import('node:fs/promises');
-    const inline = `data:image/png;base64,${(await readFile(secretPath)).toString('base64')}`;
-    expect(await magentaPixels(svg(inline))).toBeGreaterThan(100);
+    const inline = svg(`data:image/png;base64,${(await readFile(secretPath)).toString('base64')}`);
+    // librsvg itself draws it: the checks below would see a file that got in.
+    const { data } = await sharp(inline).resize(25).ensureAlpha().raw().toBuffer({ resolveWithObject: true });
+    let count = 0;
+    for (let i = 0; i < data.length; i += 4) if (isMagenta(data, i)) count++;
+    expect(count).toBeGreaterThan(100);
+    // An embedded image escapes the pixel limit (svg-guard.ts): refused, even this small one.
+    const error = await failure(pipeline.render(inline, plan({ w: 25 }, 'png'), single));
+    expect([error.status, error.code]).toEqual([422, 'unprocessable_image']);
+  });
+
+  it('refuses an SVG embedding a pixel bomb, before drawing it', async () => {
+    const bomb = svg(`data:image/png;base64,${pngBomb(20000, 20000).toString('base64')}`);
+    expect(bomb.length).toBeLessThan(150_000); // its PNG twice: href and xlink:href
+    const error = await failure(pipeline.render(bomb, plan({ w: 25 }, 'png'), single));
+    expect(error.publicMessage).toBe(
+      'SVG images that load other images or documents (data: URLs) are not supported',
+    );
   });
 
   it('never fetches or embeds external references', async () => {
