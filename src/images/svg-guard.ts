@@ -16,14 +16,14 @@ import { AppError } from '../errors.js';
 export function refuseSvgResources(input: Buffer): void {
   const text = svgText(input);
   if (/<!ENTITY/i.test(text)) throw refused('SVG images that declare entities are not supported');
-  const encoding = /^\s*<\?xml[^>]*\bencoding\s*=\s*["']([^"']*)["']/i.exec(text)?.[1];
+  const encoding = /<\?xml\b[^>]*\bencoding\s*=\s*["']([^"']*)["']/i.exec(text)?.[1];
   if (encoding !== undefined && !/^(utf-?8|us-ascii|ascii|iso-8859-1|latin1)$/i.test(encoding)) {
     throw refused(NOT_UTF8);
   }
   const unspelled = undoCssEscapes(undoXmlReferences(text.replace(/<!--[\s\S]*?-->|<!\[CDATA\[|\]\]>/g, '')));
-  // A URL scheme starts at a boundary ("metadata:" is none); a data URL's media type starts
-  // with a letter, or is left out (`data:,` and `data:;base64,`).
-  if (/(^|[^a-z0-9+.-])data\s*:\s*[a-z,;]/i.test(unspelled)) {
+  // A URL scheme starts at a boundary ("metadata:" is none). Whatever follows counts: a
+  // loader may sniff the bytes whatever the media type says.
+  if (/(^|[^a-z0-9+.-])data\s*:/i.test(unspelled)) {
     throw refused('SVG images that load other images or documents (data: URLs) are not supported');
   }
 }
@@ -44,9 +44,11 @@ function svgText(input: Buffer): string {
       throw new AppError('unprocessable_image', 'The image is corrupt', { detail: 'svgz', cause: error });
     }
   }
-  // UTF-16 and UTF-32 (with or without a byte order mark) put NUL bytes between the letters.
-  if (bytes.includes(0)) throw refused(NOT_UTF8);
-  return bytes.toString('latin1');
+  // UTF-16 and UTF-32 (with or without a byte order mark) put NUL bytes between the letters;
+  // EBCDIC, which libxml2 detects too, has none, but its "<" is no ASCII "<".
+  const text = bytes.toString('latin1').replace(/^\xef\xbb\xbf/, '');
+  if (bytes.includes(0) || !text.trimStart().startsWith('<')) throw refused(NOT_UTF8);
+  return text;
 }
 
 const PREDEFINED: Record<string, string> = { amp: '&', lt: '<', gt: '>', quot: '"', apos: "'" };

@@ -42,6 +42,8 @@ describe('refuseSvgResources', () => {
     ['a comment splitting the word', svg('<style>@import url(da<!-- x -->ta:text/css,x);</style>')],
     ['CDATA splitting the word', svg('<style>@import url(da<![CDATA[ta:text/css,x]]>);</style>')],
     ['a stylesheet instruction', svg('<rect/>', '<?xml-stylesheet href="data:text/css,x"?>')],
+    ['a media type a loader ignores (it sniffs the bytes)', svg('<image href="data:%00,x"/>')],
+    ['text that reads "data:" (the price of not parsing)', svg('<text>Data: 42</text>')],
     [
       'an XInclude',
       svg('<xi:include xmlns:xi="http://www.w3.org/2001/XInclude" href="data:text/plain,x" parse="text"/>'),
@@ -71,6 +73,16 @@ describe('refuseSvgResources', () => {
     const utf7 = svg('<rect/>').replace('encoding="UTF-8"', 'encoding="UTF-7"');
     expect(refusal(utf7)?.publicMessage).toBe('SVG images must be UTF-8 (or ASCII, or ISO-8859-1)');
     expect(refusal(svg('<rect/>').replace('UTF-8', 'iso-8859-1'))).toBeUndefined();
+    // A UTF-8 byte order mark does not hide the declaration.
+    const bom = Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(utf7)]);
+    expect(refusal(bom)?.publicMessage).toBe('SVG images must be UTF-8 (or ASCII, or ISO-8859-1)');
+    expect(
+      refusal(Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(svg('<rect/>'))])),
+    ).toBeUndefined();
+    // EBCDIC ("<?xm" is 4C 6F A7 94), which libxml2 detects by its first bytes.
+    expect(refusal(Buffer.from([0x4c, 0x6f, 0xa7, 0x94, 0x93]))?.publicMessage).toBe(
+      'SVG images must be UTF-8 (or ASCII, or ISO-8859-1)',
+    );
   });
 
   it('passes drawings that load nothing: fragments, text that mentions data, char refs, metadata', async () => {
