@@ -16,11 +16,14 @@ import { AppError } from '../errors.js';
 export function refuseSvgResources(input: Buffer): void {
   const text = svgText(input);
   if (/<!ENTITY/i.test(text)) throw refused('SVG images that declare entities are not supported');
-  const encoding = /<\?xml\b[^>]*\bencoding\s*=\s*["']([^"']*)["']/i.exec(text)?.[1];
+  // Bounded: an unbounded `[^>]*` would rescan the rest of the file at every "<?xml" (ReDoS).
+  const encoding = /<\?xml\b[^>]{0,256}?\bencoding\s*=\s*["']([^"']{0,64})["']/i.exec(text)?.[1];
   if (encoding !== undefined && !/^(utf-?8|us-ascii|ascii|iso-8859-1|latin1)$/i.test(encoding)) {
     throw refused(NOT_UTF8);
   }
-  const unspelled = undoCssEscapes(undoXmlReferences(text.replace(/<!--[\s\S]*?-->|<!\[CDATA\[|\]\]>/g, '')));
+  const unspelled = undoCssEscapes(
+    undoXmlReferences(withoutComments(text).replace(/<!\[CDATA\[|\]\]>/g, '')),
+  );
   // A URL scheme starts at a boundary ("metadata:" is none). Whatever follows counts: a
   // loader may sniff the bytes whatever the media type says.
   if (/(^|[^a-z0-9+.-])data\s*:/i.test(unspelled)) {
@@ -49,6 +52,24 @@ function svgText(input: Buffer): string {
   const text = bytes.toString('latin1').replace(/^\xef\xbb\xbf/, '');
   if (bytes.includes(0) || !text.trimStart().startsWith('<')) throw refused(NOT_UTF8);
   return text;
+}
+
+/**
+ * Comments removed, so that one splitting a word (`da<!-- -->ta:`) joins it. By hand: a lazy
+ * regex would rescan the rest of the file at every unclosed "<!--" (quadratic, ReDoS).
+ */
+function withoutComments(text: string): string {
+  let kept = '';
+  let at = 0;
+  for (;;) {
+    const start = text.indexOf('<!--', at);
+    if (start === -1) return kept + text.slice(at);
+    kept += text.slice(at, start);
+    const end = text.indexOf('-->', start + 4);
+    // Unclosed: it runs to the end (libxml2 refuses such a file anyway).
+    if (end === -1) return kept;
+    at = end + 3;
+  }
 }
 
 const PREDEFINED: Record<string, string> = { amp: '&', lt: '<', gt: '>', quot: '"', apos: "'" };

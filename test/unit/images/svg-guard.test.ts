@@ -61,6 +61,15 @@ describe('refuseSvgResources', () => {
     expect(refusal(text)?.publicMessage).toBe('SVG images that declare entities are not supported');
   });
 
+  it('takes linear time on what would make a lazy regex rescan the file (ReDoS)', () => {
+    // Quadratic, each of these would take hours at this size; linear, milliseconds.
+    for (const unit of ['<!--', '<?xml ', '&#x1', '\\1', 'data ']) {
+      expect(refusal(svg(unit.repeat(1_000_000 / unit.length)))?.code ?? 'passed').toMatch(
+        /passed|unprocessable/,
+      );
+    }
+  });
+
   it('reads svgz (gzip) as librsvg does', () => {
     const text = svg(`<image href="data:image/png;base64,${PNG}"/>`);
     expect(refusal(gzipSync(text))?.code).toBe('unprocessable_image');
