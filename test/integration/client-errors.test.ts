@@ -1,4 +1,4 @@
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually } from '../helpers/eventually.js';
 import { logText } from '../helpers/logs.js';
@@ -86,14 +86,7 @@ describe('a request whose body the parser refuses midway', () => {
   it('gets our 400 and one log line of its own, not a second one as if the client had left', async () => {
     const token = await server.token('alice');
     const from = server.logs.length;
-    const { port } = new URL(server.url);
-    const socket = connect(Number(port), '127.0.0.1');
-    await new Promise((resolve) => socket.once('connect', resolve));
-    let answer = '';
-    socket.setEncoding('latin1').on('data', (chunk: string) => {
-      answer += chunk;
-    });
-    const closed = new Promise((resolve) => socket.once('close', resolve));
+    const { socket, answer } = await rawConnection();
     socket.write(
       [
         'POST /v1/images HTTP/1.1',
@@ -110,8 +103,7 @@ describe('a request whose body the parser refuses midway', () => {
     // The handler has the request by now; then a chunk size that is not hexadecimal.
     await new Promise((resolve) => setTimeout(resolve, 200));
     socket.write('zz\r\n');
-    await closed;
-    expect(answer).toMatch(/^HTTP\/1\.1 400 /);
+    expect(await answer).toMatch(/^HTTP\/1\.1 400 /);
     await eventually(() => {
       const lines = server.logs
         .slice(from)
@@ -124,19 +116,24 @@ describe('a request whose body the parser refuses midway', () => {
   });
 });
 
-/** Writes `head` (lines, no Host added) on a fresh connection and answers everything read until it closes. */
-async function rawExchange(lines: string[]): Promise<string> {
+/** A fresh connection to the server, and everything read from it until it closes. */
+async function rawConnection(): Promise<{ socket: Socket; answer: Promise<string> }> {
   const { port } = new URL(server.url);
   const socket = connect(Number(port), '127.0.0.1');
   await new Promise((resolve) => socket.once('connect', resolve));
-  let answer = '';
+  let text = '';
   socket.setEncoding('latin1').on('data', (chunk: string) => {
-    answer += chunk;
+    text += chunk;
   });
-  const closed = new Promise((resolve) => socket.once('close', resolve));
+  const answer = new Promise<string>((resolve) => socket.once('close', () => resolve(text)));
+  return { socket, answer };
+}
+
+/** Writes `head` (lines, no Host added) on a fresh connection and answers everything read until it closes. */
+async function rawExchange(lines: string[]): Promise<string> {
+  const { socket, answer } = await rawConnection();
   // write, not end: a half-closed socket makes Node abort a request still being handled.
   socket.write(`${lines.join('\r\n')}\r\n\r\n`);
-  await closed;
   return answer;
 }
 
