@@ -21,12 +21,12 @@ export function refuseSvgResources(input: Buffer): void {
   if (encoding !== undefined && !/^(utf-?8|us-ascii|ascii|iso-8859-1|latin1)$/i.test(encoding)) {
     throw refused(NOT_UTF8);
   }
-  const unspelled = undoCssEscapes(
-    undoXmlReferences(withoutComments(text).replace(/<!\[CDATA\[|\]\]>/g, '')),
-  );
+  const unspelled = undoCssEscapes(undoXmlReferences(withoutComments(text)));
   // A URL scheme starts at a boundary ("metadata:" is none). Whatever follows counts: a
-  // loader may sniff the bytes whatever the media type says.
-  if (/(^|[^a-z0-9+.-])data\s*:/i.test(unspelled)) {
+  // loader may sniff the bytes whatever the media type says. A URL parser (librsvg's too)
+  // drops tabs and newlines anywhere in a URL ("da&#9;ta:" is "data:"), and so does CSS after
+  // a backslash in a string or as the one whitespace ending a hex escape ("\\64\r\n").
+  if (/(^|[^a-z0-9+.-])d[\t\n\r\f]*a[\t\n\r\f]*t[\t\n\r\f]*a\s*:/i.test(unspelled)) {
     throw refused('SVG images that load other images or documents (data: URLs) are not supported');
   }
 }
@@ -55,21 +55,93 @@ function svgText(input: Buffer): string {
 }
 
 /**
- * Comments removed, so that one splitting a word (`da<!-- -->ta:`) joins it. By hand: a lazy
- * regex would rescan the rest of the file at every unclosed "<!--" (quadratic, ReDoS).
+ * Comments and CDATA markers removed, so that one splitting a word (`da<!-- -->ta:`) joins it.
+ * In document order: a "<!--" inside CDATA, a processing instruction or a DOCTYPE literal opens
+ * no comment, and must not hide what follows it. librsvg also joins the text a `<style>` holds
+ * around any markup in it (`da<x>junk</x>ta:` is "data:"), so markup there other than comments
+ * and CDATA is refused. By hand, each search starting where the last ended: a lazy regex would
+ * rescan the rest of the file at every unclosed "<!--" (quadratic, ReDoS).
  */
 function withoutComments(text: string): string {
   let kept = '';
-  let at = 0;
+  let at = 0; // text before this is in `kept` (or removed)
+  let from = 0; // where to look for the next "<"
+  let inStyle = false;
   for (;;) {
-    const start = text.indexOf('<!--', at);
-    if (start === -1) return kept + text.slice(at);
-    kept += text.slice(at, start);
-    const end = text.indexOf('-->', start + 4);
-    // Unclosed: it runs to the end (libxml2 refuses such a file anyway).
-    if (end === -1) return kept;
-    at = end + 3;
+    const lt = text.indexOf('<', from);
+    if (lt === -1) return kept + text.slice(at);
+    if (text.startsWith('<!--', lt)) {
+      kept += text.slice(at, lt);
+      const end = text.indexOf('-->', lt + 4);
+      // Unclosed: it runs to the end (libxml2 refuses such a file anyway).
+      if (end === -1) return kept;
+      at = from = end + 3;
+    } else if (text.startsWith('<![CDATA[', lt)) {
+      kept += text.slice(at, lt);
+      const end = text.indexOf(']]>', lt + 9);
+      if (end === -1) return kept + text.slice(lt + 9);
+      kept += text.slice(lt + 9, end);
+      at = from = end + 3;
+    } else if (inStyle && text[lt + 1] !== '/') {
+      throw refused('SVG style elements may hold only text');
+    } else if (text.startsWith('<?', lt)) {
+      const end = text.indexOf('?>', lt + 2);
+      from = end === -1 ? text.length : end + 2;
+    } else if (startsAt(DOCTYPE, text, lt)) {
+      from = doctypeEnd(text, lt + 9);
+    } else if (text[lt + 1] === '/') {
+      inStyle = false;
+      from = lt + 1;
+    } else {
+      // Any other tag: "<" never appears in an attribute value, so the next "<" is markup.
+      from = lt + 1;
+      if (startsAt(STYLE_TAG, text, lt)) inStyle = text[tagEnd(text, lt + 1) - 2] !== '/'; // `<style/>`
+    }
   }
+}
+
+// Sticky: matched where the "<" is, without copying the text after it.
+const DOCTYPE = /<!DOCTYPE/iy;
+const STYLE_TAG = /<(?:[^\s/>:<]{1,256}:)?style[\s/>]/iy;
+const startsAt = (pattern: RegExp, text: string, index: number) => {
+  pattern.lastIndex = index;
+  return pattern.test(text);
+};
+
+/** Just past the ">" ending a start tag, skipping quoted attribute values (which may hold ">"). */
+function tagEnd(text: string, from: number): number {
+  for (let i = from; i < text.length; i++) {
+    const c = text[i];
+    if (c === '"' || c === "'") {
+      const close = text.indexOf(c, i + 1);
+      if (close === -1) return text.length;
+      i = close;
+    } else if (c === '>') return i + 1;
+    else if (c === '<') return i;
+  }
+  return text.length;
+}
+
+/**
+ * Just past the ">" ending a DOCTYPE, skipping its quoted literals and the comments and
+ * processing instructions of its internal subset, any of which may hold "<!--", "]" or ">".
+ */
+function doctypeEnd(text: string, from: number): number {
+  let subset = false;
+  for (let i = from; i < text.length; i++) {
+    const c = text[i];
+    let close = -1;
+    if (c === '"' || c === "'") close = text.indexOf(c, i + 1);
+    else if (subset && text.startsWith('<!--', i)) close = text.indexOf('-->', i + 4) + 2;
+    else if (subset && text.startsWith('<?', i)) close = text.indexOf('?>', i + 2) + 1;
+    else if (c === '[') subset = true;
+    else if (c === ']') subset = false;
+    else if (c === '>' && !subset) return i + 1;
+    else continue;
+    if (close < i) return text.length;
+    i = close;
+  }
+  return text.length;
 }
 
 const PREDEFINED: Record<string, string> = { amp: '&', lt: '<', gt: '>', quot: '"', apos: "'" };

@@ -44,6 +44,21 @@ describe('refuseSvgResources', () => {
     ['a stylesheet instruction', svg('<rect/>', '<?xml-stylesheet href="data:text/css,x"?>')],
     ['a media type a loader ignores (it sniffs the bytes)', svg('<image href="data:%00,x"/>')],
     ['text that reads "data:" (the price of not parsing)', svg('<text>Data: 42</text>')],
+    // A URL parser drops tabs and newlines anywhere in a URL, and librsvg's is one.
+    ['a tab inside the scheme', svg(`<image href="da&#9;ta:image/png;base64,${PNG}"/>`)],
+    ['a newline inside the scheme', svg(`<image href="d&#13;&#10;ata:image/png;base64,${PNG}"/>`)],
+    ['a raw tab inside the scheme (CSS)', svg('<style>@import url("da\tta:text/css,x");</style>')],
+    // CSS drops a backslash before a newline in a string, and a CR LF after a hex escape is one.
+    ['a CSS line continuation', svg('<style>@import "da\\\nta:text/css,x";</style>')],
+    ['a CR LF after a CSS escape', svg('<style>@import url("\\64\r\nata:text/css,x");</style>')],
+    // "<!--" inside CDATA, a processing instruction or a DOCTYPE literal opens no comment.
+    ['"<!--" in CDATA', svg('<style><![CDATA[/*<!--*/]]></style><image href="data:,x"/><!-- -->')],
+    ['"<!--" in a processing instruction', svg('<?x <!-- ?><image href="data:,x"/><!-- -->')],
+    ['"<!--" in a DOCTYPE literal', svg('<image href="data:,x"/><!-- -->', '<!DOCTYPE svg SYSTEM "<!--">')],
+    [
+      '"<!--" in the internal subset',
+      svg('<image href="data:,x"/><!-- -->', '<!DOCTYPE svg [<!NOTATION n SYSTEM "<!--">]>'),
+    ],
     [
       'an XInclude',
       svg('<xi:include xmlns:xi="http://www.w3.org/2001/XInclude" href="data:text/plain,x" parse="text"/>'),
@@ -61,9 +76,18 @@ describe('refuseSvgResources', () => {
     expect(refusal(text)?.publicMessage).toBe('SVG images that declare entities are not supported');
   });
 
+  it('refuses markup inside a style element (librsvg joins the text around it)', () => {
+    for (const inside of ['<x/>', '<x>junk</x>', '<?x?>']) {
+      const text = svg(`<style>@import url(da${inside}ta:text/css,x);</style>`);
+      expect(refusal(text)?.code).toBe('unprocessable_image');
+    }
+    const comment = svg('<style type="text/css"><!-- a { fill: red } --></style><style/><rect/>');
+    expect(refusal(comment)).toBeUndefined();
+  });
+
   it('takes linear time on what would make a lazy regex rescan the file (ReDoS)', () => {
     // Quadratic, each of these would take hours at this size; linear, milliseconds.
-    for (const unit of ['<!--', '<?xml ', '&#x1', '\\1', 'data ']) {
+    for (const unit of ['<!--', '<?xml ', '&#x1', '\\1', 'data ', '<', '<!DOCTYPE "', 'd\t']) {
       expect(refusal(svg(unit.repeat(1_000_000 / unit.length)))?.code ?? 'passed').toMatch(
         /passed|unprocessable/,
       );
