@@ -35,6 +35,8 @@ export const errorStatus = {
   // Requests Node's HTTP parser refuses before any route sees them (http/reply.ts).
   headers_too_large: 431,
   request_timeout: 408,
+  // An `Expect` we do not understand (anything but 100-continue, RFC 9110 §10.1.1).
+  expectation_failed: 417,
   // Never sent (nobody is left to read it): the log line and the metrics of a request whose
   // client closed the connection first. 499 as nginx logs it.
   client_closed: 499,

@@ -161,3 +161,45 @@ describe('an HTTP/1.1 request without a Host header', () => {
     });
   });
 });
+
+describe('an Expect header other than 100-continue', () => {
+  // Regression: Node answered it itself (no `checkExpectation` listener): a bare 417 without our
+  // JSON, headers, log line or metrics.
+  it('gets our JSON 417, no-store, the security headers, and its log line', async () => {
+    const from = server.logs.length;
+    const answer = await rawExchange([
+      'GET /healthz HTTP/1.1',
+      'Host: localhost',
+      'Expect: 200-ok',
+      'Connection: close',
+    ]);
+    const [head = '', body] = answer.split('\r\n\r\n');
+    expect(head).toMatch(/^HTTP\/1\.1 417 /);
+    const headers = head.toLowerCase();
+    expect(headers).toContain('\r\ncache-control: no-store');
+    expect(headers).toContain("\r\ncontent-security-policy: default-src 'none'");
+    expect(JSON.parse(body ?? '')).toEqual({
+      error: { code: 'expectation_failed', message: 'Only "Expect: 100-continue" is understood' },
+    });
+    await eventually(() => {
+      expect(server.logs.slice(from).map((line) => JSON.parse(line) as unknown)).toContainEqual(
+        expect.objectContaining({
+          msg: 'request',
+          route: '/healthz',
+          status: 417,
+          code: 'expectation_failed',
+        }),
+      );
+    });
+  });
+
+  it('leaves 100-continue as it is, in any case', async () => {
+    const answer = await rawExchange([
+      'GET /healthz HTTP/1.1',
+      'Host: localhost',
+      'Expect: 100-Continue',
+      'Connection: close',
+    ]);
+    expect(answer).toMatch(/^HTTP\/1\.1 (100 Continue\r\n\r\nHTTP\/1\.1 )?200 /);
+  });
+});
