@@ -1,3 +1,4 @@
+import { LRUCache } from 'lru-cache';
 import sharp, { type Metadata, type Sharp } from 'sharp';
 import type { Variant } from '../cache/variant-cache.js';
 import { notTheRecordedOriginal } from '../errors.js';
@@ -174,9 +175,14 @@ export interface RecordedImage {
   readonly pages: number;
   readonly width?: number;
   readonly height?: number;
+  /** Which original, as recorded: an SVG passes svg-guard.ts once per id and identity. */
+  readonly id?: string;
+  readonly originEtag?: string;
 }
 
 export function createPipeline(options: PipelineOptions) {
+  /** SVG originals that passed svg-guard.ts, by id and recorded identity. */
+  const svgPassed = new LRUCache<string, true>({ max: 10_000 });
   /** Reads the header only: what the image is, and how many frames are decoded. */
   async function open(input: Buffer, plan: RenderPlan, recorded: RecordedImage): Promise<RenderContext> {
     let meta: Metadata;
@@ -187,8 +193,15 @@ export function createPipeline(options: PipelineOptions) {
       throw unprocessable(FAILED, error);
     }
     // Checked at upload too; here for originals stored before that check, or registered ones
-    // replaced at their origin.
-    if (meta.format === 'svg') refuseSvgResources(input);
+    // replaced at their origin. Once per original: the guard runs on the event loop, up to
+    // seconds for a large SVG full of escapes, and every new variant would pay it again.
+    if (meta.format === 'svg') {
+      const original = recorded.id === undefined ? undefined : `${recorded.id} ${recorded.originEtag}`;
+      if (original === undefined || !svgPassed.has(original)) {
+        refuseSvgResources(input);
+        if (original !== undefined) svgPassed.set(original, true);
+      }
+    }
     const found = meta.autoOrient;
     if (
       recorded.width !== undefined &&
