@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import sharp, { type Metadata, type Sharp } from 'sharp';
 import type { Variant } from '../cache/variant-cache.js';
@@ -175,13 +176,16 @@ export interface RecordedImage {
   readonly pages: number;
   readonly width?: number;
   readonly height?: number;
-  /** Which original, as recorded: an SVG passes svg-guard.ts once per id and identity. */
-  readonly id?: string;
-  readonly originEtag?: string;
 }
 
 export function createPipeline(options: PipelineOptions) {
-  /** SVG originals that passed svg-guard.ts, by id and recorded identity. */
+  /**
+   * SVG originals that passed svg-guard.ts, by the SHA-256 of their bytes. Not by id and recorded
+   * identity: a render does not check what the origin gave against that identity (only sending
+   * the original does, variants.ts), so an SVG replaced at its origin by one embedding an image
+   * would be trusted under its old identity. Hashing costs milliseconds where the guard may take
+   * seconds.
+   */
   const svgPassed = new LRUCache<string, true>({ max: 10_000 });
   /** Reads the header only: what the image is, and how many frames are decoded. */
   async function open(input: Buffer, plan: RenderPlan, recorded: RecordedImage): Promise<RenderContext> {
@@ -196,10 +200,10 @@ export function createPipeline(options: PipelineOptions) {
     // replaced at their origin. Once per original: the guard runs on the event loop, up to
     // seconds for a large SVG full of escapes, and every new variant would pay it again.
     if (meta.format === 'svg') {
-      const original = recorded.id === undefined ? undefined : `${recorded.id} ${recorded.originEtag}`;
-      if (original === undefined || !svgPassed.has(original)) {
+      const digest = createHash('sha256').update(input).digest('base64url');
+      if (!svgPassed.has(digest)) {
         refuseSvgResources(input);
-        if (original !== undefined) svgPassed.set(original, true);
+        svgPassed.set(digest, true);
       }
     }
     const found = meta.autoOrient;

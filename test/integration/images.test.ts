@@ -755,6 +755,30 @@ describe('an original that changed behind pixgate (disk damage, or a registered 
     await writeFile(originalPath(id), (await synth('png', 200, 150)).body);
     expect((await get(`/v1/images/${id}`, auth(alice))).response.status).toBe(502);
   });
+
+  it('an SVG replaced by one embedding an image is refused at its next variant, though it passed before', async () => {
+    // The SVG guard is paid once per original; but a render does not hash what the origin gave,
+    // so "once" has to follow the bytes, not the recorded id and identity.
+    const drawing = (inside: string) =>
+      Buffer.from(
+        `<svg xmlns="http://www.w3.org/2000/svg" width="40" height="30"><rect width="40" height="30" fill="#0c0"/>${inside}</svg>`,
+      );
+    const { id } = await upload(alice, drawing(''), 'private', 'image/svg+xml');
+    expect((await get(`/v1/images/${id}?w=20&format=png`, auth(alice))).response.status).toBe(200);
+    const png = (await synth('png', 40, 30)).body.toString('base64');
+    await writeFile(
+      originalPath(id),
+      drawing(`<image href="data:image/png;base64,${png}" width="40" height="30"/>`),
+    );
+    const { response, body } = await get(`/v1/images/${id}?w=21&format=png`, auth(alice));
+    expect(response.status).toBe(422);
+    expect(JSON.parse(body.toString())).toEqual({
+      error: {
+        code: 'unprocessable_image',
+        message: 'SVG images that load other images or documents (data: URLs) are not supported',
+      },
+    });
+  });
 });
 
 describe('an original stored before PIXGATE_MAX_INPUT_PIXELS was lowered', () => {
