@@ -197,7 +197,7 @@ export function createPipeline(options: PipelineOptions) {
       throw unprocessable(FAILED, error);
     }
     // Checked at upload too; here for originals stored before that check, or registered ones
-    // replaced at their origin. Once per original: the guard runs on the event loop, up to
+    // replaced at their origin. Once per distinct bytes: the guard runs on the event loop, up to
     // seconds for a large SVG full of escapes, and every new variant would pay it again.
     if (meta.format === 'svg') {
       const digest = createHash('sha256').update(input).digest('base64url');
