@@ -1,5 +1,5 @@
 /**
- * The digests computed on hot paths, with the fast built-ins where this Node.js has them. Both
+ * The digests pixgate computes, with the fast built-ins where this Node.js has them. Both
  * built-ins are newer than `engines` (>= 20.9): `crypto.hash` is from Node 20.12, `zlib.crc32`
  * from 20.15. A named import of either would fail the whole module at load on an older Node, so
  * they are looked up, not imported, and each has a fallback that gives the same result.
@@ -20,6 +20,15 @@ export function createSha256(oneShot: OneShot | undefined): (text: string) => st
 }
 
 export const sha256 = createSha256((crypto as { hash?: OneShot }).hash);
+
+/**
+ * base64url(SHA-256(bytes)) of a whole original (an upload's identity, a check that bytes are
+ * the ones recorded or already judged): on libuv's thread pool (WebCrypto), not the event loop,
+ * where 25 MB take about 30 ms that every request in flight would wait out.
+ */
+export async function sha256OfBytes(bytes: Uint8Array): Promise<string> {
+  return Buffer.from(await crypto.webcrypto.subtle.digest('SHA-256', bytes)).toString('base64url');
+}
 
 let crcTable: Uint32Array | undefined;
 

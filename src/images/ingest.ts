@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { type FileHandle, mkdir, open, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
+import { sha256OfBytes } from '../digest.js';
 import { AppError, isAppError, quotaExceeded } from '../errors.js';
 import { writeError } from '../origins/file.js';
 import { checkOriginKey } from '../origins/key.js';
@@ -180,7 +181,7 @@ export function createIngest(options: IngestOptions) {
       const bytes = original.body.length;
       try {
         facts = await inspectBytes(original.body, options);
-        sha256 = createHash('sha256').update(original.body).digest('base64url');
+        sha256 = await sha256OfBytes(original.body);
       } finally {
         original.release?.();
       }

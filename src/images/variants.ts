@@ -1,4 +1,5 @@
 import type { Variant, VariantCache, VariantKey } from '../cache/variant-cache.js';
+import { sha256OfBytes } from '../digest.js';
 import { AppError, isAppError, notTheRecordedOriginal } from '../errors.js';
 import type { Origin, OriginObject } from '../origins/origin.js';
 import type { ImageRecord } from '../store/store.js';
@@ -40,14 +41,12 @@ const SHA256_IDENTITY = /^[A-Za-z0-9_-]{43}$/;
  * Whether `original` is still the object recorded: its length, then, where the recorded identity
  * is the bytes' SHA-256 (uploads, and origins without ETags), the digest. An origin's recorded
  * ETag is not compared: an HTTP origin behind several servers may send another for the same
- * bytes. The digest runs on libuv's thread pool (WebCrypto), not on the event loop: 25 MB take
- * about 30 ms here, which every request in flight would otherwise wait out.
+ * bytes.
  */
 async function isRecordedOriginal(image: ImageRecord, original: OriginObject): Promise<boolean> {
   if (original.body.length !== image.bytes) return false;
   if (!SHA256_IDENTITY.test(image.originEtag)) return true;
-  const digest = await crypto.subtle.digest('SHA-256', original.body);
-  return Buffer.from(digest).toString('base64url') === image.originEtag;
+  return (await sha256OfBytes(original.body)) === image.originEtag;
 }
 
 /**
