@@ -4,7 +4,7 @@ import { rgbaToThumbHash } from 'thumbhash';
 import { AppError } from '../errors.js';
 import { framesKept, inputOptions, tooManyPixels, unprocessable } from './decode.js';
 import { isAnimated } from './negotiate.js';
-import { refuseSvgResources } from './svg-guard.js';
+import { refuseSvgResourcesOnce } from './svg-guard.js';
 import { contentTypes, type ImageFacts } from './types.js';
 
 /**
@@ -45,7 +45,7 @@ export async function inspectBytes(input: Buffer, options: InspectLimits): Promi
   // fails in thumbHash below). Its `compression` cannot tell: libvips derives it from the major
   // brand, and older encoders write `mif1` on AVIF files.
   const format = meta.format === 'heif' ? 'avif' : meta.format;
-  if (format === 'svg') refuseSvgResources(input);
+  if (format === 'svg') await refuseSvgResourcesOnce(input);
   const pages = meta.pages ?? 1;
   if (meta.width * meta.height * pages > options.maxInputPixels) {
     throw tooManyPixels(meta.width, meta.height, pages, options.maxInputPixels);

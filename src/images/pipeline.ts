@@ -1,12 +1,10 @@
-import { createHash } from 'node:crypto';
-import { LRUCache } from 'lru-cache';
 import sharp, { type Metadata, type Sharp } from 'sharp';
 import type { Variant } from '../cache/variant-cache.js';
 import { notTheRecordedOriginal } from '../errors.js';
 import { framesKept, inputOptions, tooManyPixels, unprocessable } from './decode.js';
 import { isAnimated } from './negotiate.js';
 import { effectiveFit, predictOutputSize } from './output-size.js';
-import { refuseSvgResources } from './svg-guard.js';
+import { refuseSvgResourcesOnce } from './svg-guard.js';
 import { contentTypes, type OutputFormat, type RenderPlan } from './types.js';
 
 /**
@@ -179,14 +177,6 @@ export interface RecordedImage {
 }
 
 export function createPipeline(options: PipelineOptions) {
-  /**
-   * SVG originals that passed svg-guard.ts, by the SHA-256 of their bytes. Not by id and recorded
-   * identity: a render does not check what the origin gave against that identity (only sending
-   * the original does, variants.ts), so an SVG replaced at its origin by one embedding an image
-   * would be trusted under its old identity. Hashing costs milliseconds where the guard may take
-   * seconds.
-   */
-  const svgPassed = new LRUCache<string, true>({ max: 10_000 });
   /** Reads the header only: what the image is, and how many frames are decoded. */
   async function open(input: Buffer, plan: RenderPlan, recorded: RecordedImage): Promise<RenderContext> {
     let meta: Metadata;
@@ -197,15 +187,8 @@ export function createPipeline(options: PipelineOptions) {
       throw unprocessable(FAILED, error);
     }
     // Checked at upload too; here for originals stored before that check, or registered ones
-    // replaced at their origin. Once per distinct bytes: the guard runs on the event loop, up to
-    // seconds for a large SVG full of escapes, and every new variant would pay it again.
-    if (meta.format === 'svg') {
-      const digest = createHash('sha256').update(input).digest('base64url');
-      if (!svgPassed.has(digest)) {
-        refuseSvgResources(input);
-        svgPassed.set(digest, true);
-      }
-    }
+    // replaced at their origin.
+    if (meta.format === 'svg') await refuseSvgResourcesOnce(input);
     const found = meta.autoOrient;
     if (
       recorded.width !== undefined &&

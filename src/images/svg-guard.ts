@@ -1,4 +1,6 @@
 import { gunzipSync } from 'node:zlib';
+import { LRUCache } from 'lru-cache';
+import { sha256OfBytes } from '../digest.js';
 import { AppError } from '../errors.js';
 
 /**
@@ -29,6 +31,27 @@ export function refuseSvgResources(input: Buffer): void {
   if (/(^|[^a-z0-9+.-])d[\t\n\r\f]*a[\t\n\r\f]*t[\t\n\r\f]*a\s*:/i.test(unspelled)) {
     throw refused('SVG images that load other images or documents (data: URLs) are not supported');
   }
+}
+
+/**
+ * SVGs that passed, by the SHA-256 of their bytes. Not by image id and recorded identity: a
+ * render does not check what the origin gave against that identity (only sending the original
+ * does, variants.ts), so an SVG replaced at its origin by one embedding an image would be trusted
+ * under its old identity. The guard runs on the event loop, up to seconds for a large SVG full of
+ * escapes; hashing runs on the thread pool.
+ */
+const passed = new LRUCache<string, true>({ max: 10_000 });
+
+/**
+ * refuseSvgResources, once per distinct bytes: the upload's check spares the first render, and
+ * every new variant of an original (stored before the check existed, or registered and replaced
+ * at its origin) does not pay it again.
+ */
+export async function refuseSvgResourcesOnce(input: Buffer): Promise<void> {
+  const digest = await sha256OfBytes(input);
+  if (passed.has(digest)) return;
+  refuseSvgResources(input);
+  passed.set(digest, true);
 }
 
 const NOT_UTF8 = 'SVG images must be UTF-8 (or ASCII, or ISO-8859-1)';
