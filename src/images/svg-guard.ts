@@ -23,7 +23,7 @@ export function refuseSvgResources(input: Buffer): void {
   if (encoding !== undefined && !/^(utf-?8|us-ascii|ascii|iso-8859-1|latin1)$/i.test(encoding)) {
     throw refused(NOT_UTF8);
   }
-  const unspelled = undoCssEscapes(undoXmlReferences(withoutComments(text)));
+  const unspelled = undoCssEscapes(undoXmlReferences(withoutCommentsOrCdata(text)));
   // A URL scheme starts at a boundary ("metadata:" is none). Whatever follows counts: a
   // loader may sniff the bytes whatever the media type says. A URL parser (librsvg's too)
   // drops tabs and newlines anywhere in a URL ("da&#9;ta:" is "data:"), and so does CSS after
@@ -85,7 +85,7 @@ function svgText(input: Buffer): string {
  * and CDATA is refused. By hand, each search starting where the last ended: a lazy regex would
  * rescan the rest of the file at every unclosed "<!--" (quadratic, ReDoS).
  */
-function withoutComments(text: string): string {
+function withoutCommentsOrCdata(text: string): string {
   let kept = '';
   let at = 0; // text before this is in `kept` (or removed)
   let from = 0; // where to look for the next "<"
