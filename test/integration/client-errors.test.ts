@@ -129,6 +129,12 @@ async function rawConnection(): Promise<{ socket: Socket; answer: Promise<string
   return { socket, answer };
 }
 
+/** An answer read off the wire: its head as sent, its header block lower-cased, its body. */
+function parseAnswer(answer: string): { head: string; headers: string; body: string } {
+  const [head = '', body = ''] = answer.split('\r\n\r\n');
+  return { head, headers: head.toLowerCase(), body };
+}
+
 /** Writes `head` (lines, no Host added) on a fresh connection and answers everything read until it closes. */
 async function rawExchange(lines: string[]): Promise<string> {
   const { socket, answer } = await rawConnection();
@@ -143,15 +149,15 @@ describe('an HTTP/1.1 request without a Host header', () => {
   // and no log line or metric at all.
   it('gets our JSON 400, no-store, the security headers, and its log line', async () => {
     const from = server.logs.length;
-    const answer = await rawExchange(['GET /healthz HTTP/1.1', 'Connection: close']);
-    const [head = '', body] = answer.split('\r\n\r\n');
+    const { head, headers, body } = parseAnswer(
+      await rawExchange(['GET /healthz HTTP/1.1', 'Connection: close']),
+    );
     expect(head).toMatch(/^HTTP\/1\.1 400 /);
-    const headers = head.toLowerCase();
     expect(headers).toContain('\r\ncache-control: no-store');
     expect(headers).toContain('\r\ncontent-type: application/json');
     expect(headers).toContain("\r\ncontent-security-policy: default-src 'none'");
     expect(headers).toContain('\r\nx-content-type-options: nosniff');
-    expect(JSON.parse(body ?? '')).toEqual({
+    expect(JSON.parse(body)).toEqual({
       error: { code: 'invalid_request', message: 'The request has no Host header' },
     });
     await eventually(() => {
@@ -167,18 +173,13 @@ describe('an Expect header other than 100-continue', () => {
   // JSON, headers, log line or metrics.
   it('gets our JSON 417, no-store, the security headers, and its log line', async () => {
     const from = server.logs.length;
-    const answer = await rawExchange([
-      'GET /healthz HTTP/1.1',
-      'Host: localhost',
-      'Expect: 200-ok',
-      'Connection: close',
-    ]);
-    const [head = '', body] = answer.split('\r\n\r\n');
+    const { head, headers, body } = parseAnswer(
+      await rawExchange(['GET /healthz HTTP/1.1', 'Host: localhost', 'Expect: 200-ok', 'Connection: close']),
+    );
     expect(head).toMatch(/^HTTP\/1\.1 417 /);
-    const headers = head.toLowerCase();
     expect(headers).toContain('\r\ncache-control: no-store');
     expect(headers).toContain("\r\ncontent-security-policy: default-src 'none'");
-    expect(JSON.parse(body ?? '')).toEqual({
+    expect(JSON.parse(body)).toEqual({
       error: { code: 'expectation_failed', message: 'Only "Expect: 100-continue" is understood' },
     });
     await eventually(() => {
