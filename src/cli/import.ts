@@ -1,10 +1,11 @@
 import { createReadStream } from 'node:fs';
-import { readdir, stat } from 'node:fs/promises';
-import { join, relative } from 'node:path';
+import { stat } from 'node:fs/promises';
+import { relative } from 'node:path';
 import cliProgress from 'cli-progress';
 import { isAppError } from '../errors.js';
 import { openStorage } from '../main.js';
 import { type Visibility, visibilities } from '../store/store.js';
+import { walk } from '../walk.js';
 import { type CommandContext, UsageError } from './args.js';
 
 /**
@@ -35,11 +36,9 @@ export async function runImport(context: CommandContext): Promise<number> {
   const files: string[] = [];
   /** Entries skipped from their type alone, before any read: counted like the files. */
   let leftOut = 0;
-  const entries = (await readdir(root, { recursive: true, withFileTypes: true }))
-    .map((entry) => ({ entry, path: join(entry.parentPath, entry.name) }))
-    .sort((a, b) => (a.path < b.path ? -1 : 1));
+  const entries = (await walk(root)).sort((a, b) => (a.path < b.path ? -1 : 1));
   for (const { entry, path } of entries) {
-    if (entry.isDirectory()) continue; // walked by readdir itself
+    if (entry.isDirectory()) continue; // walked by walk itself
     const problem = entry.isFile()
       ? undefined
       : entry.isSymbolicLink()

@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import type { Dirent } from 'node:fs';
 import { constants } from 'node:fs';
-import { access, copyFile, type FileHandle, mkdir, open, readdir, rename, rm } from 'node:fs/promises';
-import { dirname, join, relative, resolve, sep } from 'node:path';
+import { access, copyFile, type FileHandle, mkdir, open, rename, rm } from 'node:fs/promises';
+import { dirname, relative, resolve, sep } from 'node:path';
 import { AppError, notFound } from '../errors.js';
+import { type TreeEntry, walk } from '../walk.js';
 import type { BufferPool } from './buffer-pool.js';
 import { checkOriginKey } from './key.js';
 import type { Origin, OriginObject, ReadOptions } from './origin.js';
@@ -88,16 +88,16 @@ export function createFileOrigin(root: string, pool?: BufferPool): Origin {
 
     async *list(prefix: string): AsyncIterable<string> {
       const start = prefix === '' ? rootDir : pathOf(prefix);
-      let entries: Dirent[];
+      let entries: TreeEntry[];
       try {
-        entries = await readdir(start, { recursive: true, withFileTypes: true });
+        entries = await walk(start);
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
         throw error;
       }
       const keys = entries
-        .filter((entry) => entry.isFile())
-        .map((entry) => relative(rootDir, join(entry.parentPath, entry.name)).split(sep).join('/'))
+        .filter(({ entry }) => entry.isFile())
+        .map(({ path }) => relative(rootDir, path).split(sep).join('/'))
         .sort();
       yield* keys;
     },

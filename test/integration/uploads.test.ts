@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openStorage } from '../../src/main.js';
+import { walk } from '../../src/walk.js';
 import { eventually } from '../helpers/eventually.js';
 import { heicHeader, photoWithGps, pngBomb, synth } from '../helpers/images.js';
 import { requestWithBodyHeld, uploadWithBodyHeld } from '../helpers/net.js';
@@ -42,13 +43,8 @@ async function post(body: RequestInit['body'], type?: string) {
 async function expectNothingKept(): Promise<void> {
   // Originals sit in a fan-out folder (originals/XX/ID): every file at any depth counts, and the
   // folders an earlier, deleted upload left behind do not.
-  const entries = await readdir(join(server.dataDir, 'originals'), {
-    recursive: true,
-    withFileTypes: true,
-  }).catch(() => []);
-  expect(
-    entries.filter((entry) => !entry.isDirectory()).map((entry) => join(entry.parentPath, entry.name)),
-  ).toEqual([]);
+  const entries = await walk(join(server.dataDir, 'originals')).catch(() => []);
+  expect(entries.filter(({ entry }) => !entry.isDirectory()).map(({ path }) => path)).toEqual([]);
   expect(await readdir(join(server.dataDir, 'tmp')).catch(() => [])).toEqual([]);
   const list = await fetch(`${server.url}/v1/images?limit=100`, {
     headers: { authorization: `Bearer ${token}` },

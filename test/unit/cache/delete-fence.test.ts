@@ -1,11 +1,10 @@
-import { readdir } from 'node:fs/promises';
-import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { withDeleteFence } from '../../../src/cache/delete-fence.js';
 import { createDiskCache, type DiskCache } from '../../../src/cache/disk.js';
 import { createMemoryCache } from '../../../src/cache/memory.js';
 import { createTieredCache } from '../../../src/cache/tiered.js';
 import type { VariantCache } from '../../../src/cache/variant-cache.js';
+import { walk } from '../../../src/walk.js';
 import { keyFor, makeVariant, newImage, scratchDirs, TWO_ENTRIES_BYTES } from './cache-conformance.js';
 
 const freshDir = await scratchDirs('pixgate-delete-fence-');
@@ -31,10 +30,9 @@ type Gate = ReturnType<typeof gate>;
 
 /** The entry files under dir, as `<imageId>/<hash>`, sorted. */
 async function entries(dir: string): Promise<string[]> {
-  const found = await readdir(dir, { recursive: true, withFileTypes: true });
-  return found
-    .filter((entry) => entry.isFile())
-    .map((entry) => join(entry.parentPath, entry.name).slice(dir.length + 1))
+  return (await walk(dir))
+    .filter(({ entry }) => entry.isFile())
+    .map(({ path }) => path.slice(dir.length + 1))
     .sort();
 }
 

@@ -8,6 +8,7 @@ import { encodeEntry } from '../../../src/cache/disk-entry.js';
 import type { CacheLayer } from '../../../src/cache/memory.js';
 import type { CacheLogger } from '../../../src/cache/throttled-log.js';
 import type { VariantKey } from '../../../src/cache/variant-cache.js';
+import { walk } from '../../../src/walk.js';
 import { mountTinyDisk } from '../../helpers/tiny-disk.js';
 import {
   describeVariantCacheConformance,
@@ -55,10 +56,9 @@ const entryPath = (dir: string, key: VariantKey) => join(dir, key.imageId, key.h
 
 /** Every file under dir, relative, sorted. */
 async function listFiles(dir: string): Promise<string[]> {
-  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
-  return entries
-    .filter((entry) => !entry.isDirectory())
-    .map((entry) => join(entry.parentPath, entry.name).slice(dir.length + 1))
+  return (await walk(dir))
+    .filter(({ entry }) => !entry.isDirectory())
+    .map(({ path }) => path.slice(dir.length + 1))
     .sort();
 }
 
