@@ -1,4 +1,6 @@
-import { stat } from 'node:fs/promises';
+import { rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Page } from 'playwright-core';
 import sharp from 'sharp';
@@ -8,11 +10,15 @@ import { startTestServer, type TestServer } from '../helpers/pixgate.js';
 
 /**
  * The demo page of `pixgate dev`, end to end in Chromium: sign in as a dev user, upload, see the
- * library, change visibility, view the image by every method; saves the README's screenshot.
+ * library, change visibility, view the image by every method, and take a screenshot. With
+ * UPDATE_DEMO_SCREENSHOT=1 that screenshot becomes the README's (docs/demo.png); otherwise it goes
+ * to the temp dir, so a test run leaves the checkout as it found it.
  */
 
 const run = hasChromium();
-const SCREENSHOT = fileURLToPath(new URL('../../docs/demo.png', import.meta.url));
+const SCREENSHOT = process.env.UPDATE_DEMO_SCREENSHOT
+  ? fileURLToPath(new URL('../../docs/demo.png', import.meta.url))
+  : join(tmpdir(), `pixgate-demo-${process.pid}.png`);
 
 let server: TestServer;
 let browser: Browser;
@@ -95,6 +101,7 @@ describe.skipIf(!run)('the demo page', () => {
 
     await page.screenshot({ path: SCREENSHOT, fullPage: true });
     expect((await stat(SCREENSHOT)).size).toBeLessThan(1024 * 1024);
+    if (!process.env.UPDATE_DEMO_SCREENSHOT) await rm(SCREENSHOT);
 
     // Visibility from the library card.
     await page.selectOption('.thumb select', 'public');
