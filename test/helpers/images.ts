@@ -1,5 +1,6 @@
-import { crc32, deflateSync } from 'node:zlib';
+import { deflateSync } from 'node:zlib';
 import sharp from 'sharp';
+import { crc32 } from '../../src/digest.js';
 
 /** Images synthesized by the tests (no binary fixtures). */
 

@@ -16,6 +16,16 @@ export const OPAQUE_RESOURCE = 'urn:pixgate:opaque';
 
 const SCOPES = ['images:read', 'images:write', 'images:admin'];
 
+// oidc-provider 9 calls `URL.parse`, which Node has from 20.18; the suite also runs on the oldest
+// Node pixgate's `engines` allows (20.9), where this test-only provider gets the same function.
+if (typeof (URL as { parse?: unknown }).parse !== 'function') {
+  Object.defineProperty(URL, 'parse', {
+    value: (url: string, base?: string) => (URL.canParse(url, base) ? new URL(url, base) : null),
+    configurable: true,
+    writable: true,
+  });
+}
+
 export interface ClientCredentials {
   clientId: string;
   clientSecret: string;

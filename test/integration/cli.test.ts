@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createLocalJWKSet, decodeJwt, type JSONWebKeySet, jwtVerify } from 'jose';
 import sharp from 'sharp';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startTestServer, type TestServer } from '../helpers/pixgate.js';
 import { mountReadOnly } from '../helpers/tiny-disk.js';
 
@@ -637,7 +637,13 @@ describe('dev', () => {
   });
 
   it('prints a token command that works as printed, in a shell without its settings', async () => {
-    const printed = /get a token with: npx pixgate (token .*)$/m.exec(dev.output().stderr)?.[1] ?? '';
+    // The line goes to stderr after the log line the start waited for went to stdout: two pipes,
+    // so it may not have arrived yet.
+    const printed = await vi.waitFor(() => {
+      const found = /get a token with: npx pixgate (token .*)$/m.exec(dev.output().stderr)?.[1];
+      expect(found).toBeDefined();
+      return found as string;
+    });
     // The server's data dir and audience came from the environment; the command carries them
     // itself, quoted for a shell (the data dir has a space and a quote in its name).
     expect(printed).toContain('--data-dir');

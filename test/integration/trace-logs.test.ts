@@ -49,8 +49,9 @@ describe('at trace level, no credential reaches the log', () => {
       `GET /v1/images?access_token=${token} HTTP/1.1`,
       `Authorization: Bearer ${alice}`,
       `Cookie: ${COOKIE}`,
-      // A space in a header name: Node's parser refuses the request (a client error).
-      'Bad Header: x',
+      // A header line without a colon: every Node's parser refuses the request (a client error);
+      // Node 20.9's still took a space in a header name.
+      'No-Colon-In-This-Line',
     ]);
     expect(answer.status).toBe(400);
     await vi.waitFor(() => expect(server.logs.length).toBeGreaterThan(from));

@@ -133,7 +133,7 @@ describe('sendClientError', () => {
     const end = await client(port);
     end.socket.write('GET /one HTTP/1.1\r\nHost: localhost\r\n\r\n');
     await eventually(() => expect(end.received()).toContain('first half'));
-    end.socket.write('GET /two HTTP/1.1\r\nHost: localhost\r\nBad Header: x\r\n\r\n');
+    end.socket.write('GET /two HTTP/1.1\r\nHost: localhost\r\nNo-Colon-In-This-Line\r\n\r\n');
     await end.closed;
     expect(answered.map((error) => error?.code)).toEqual(['invalid_request']);
     // Only the response under way, cut short: no second status line inside its body.
@@ -148,7 +148,7 @@ describe('sendClientError', () => {
     const end = await client(port);
     // One write: the first request is being handled (not answered) when the second is refused.
     end.socket.write(
-      'GET /one HTTP/1.1\r\nHost: localhost\r\n\r\nGET /two HTTP/1.1\r\nHost: localhost\r\nBad Header: x\r\n\r\n',
+      'GET /one HTTP/1.1\r\nHost: localhost\r\n\r\nGET /two HTTP/1.1\r\nHost: localhost\r\nNo-Colon-In-This-Line\r\n\r\n',
     );
     await end.closed;
     respond();
