@@ -23,6 +23,7 @@ import type { Metrics } from '../metrics.js';
 import type { Origin } from '../origins/origin.js';
 import type { Store } from '../store/store.js';
 import { createIdentify } from './authenticate.js';
+import { deferContinueForUploads } from './continue.js';
 import { registerCors } from './cors.js';
 import { securityHeaders } from './headers.js';
 import { sendClientError, sendError } from './reply.js';
@@ -181,6 +182,7 @@ export async function buildServer(parts: ServerParts): Promise<FastifyInstance> 
   app.server.on('checkExpectation', (request: IncomingMessage, response: ServerResponse) => {
     app.server.emit('request', request, response);
   });
+  deferContinueForUploads(app.server);
   app.addHook('preClose', (done) => {
     for (const socket of unused) socket.destroy();
     for (const socket of open) {

@@ -1,5 +1,6 @@
 import { mkdir, mkdtemp, readdir, utimes, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -38,6 +39,13 @@ async function post(body: RequestInit['body'], type?: string) {
     json: (await response.json()) as { error?: { code: string; message: string } },
   };
 }
+
+/** Deletes a stored image, so that later tests find nothing kept. */
+const remove = (id: string) =>
+  fetch(`${server.url}/v1/images/${id}`, {
+    method: 'DELETE',
+    headers: { authorization: `Bearer ${token}` },
+  });
 
 /** Nothing kept: no original file, no temp file, no row. */
 async function expectNothingKept(): Promise<void> {
@@ -295,6 +303,107 @@ describe('refused uploads keep nothing', () => {
   });
 });
 
+describe('Expect: 100-continue', () => {
+  /**
+   * A client that sends `Expect: 100-continue` and holds its body back until the server says
+   * `100 Continue`, as curl does for a large upload (curl gives up waiting after a second; this
+   * one never does, so a `100 Continue` that never comes fails the test by its timeout).
+   */
+  function holdingBody(lines: string[], body: Buffer): Promise<{ answer: string; sentBody: boolean }> {
+    const { hostname, port } = new URL(server.url);
+    return new Promise((resolve, reject) => {
+      const socket = connect(Number(port), hostname, () => {
+        const head = [...lines, `Host: ${hostname}:${port}`, `Content-Length: ${body.length}`];
+        socket.write(`${[...head, 'Expect: 100-continue', 'Connection: close'].join('\r\n')}\r\n\r\n`);
+      });
+      let answer = '';
+      let sentBody = false;
+      socket.setEncoding('latin1');
+      socket.on('data', (chunk: string) => {
+        answer += chunk;
+        if (!sentBody && answer.startsWith('HTTP/1.1 100 Continue\r\n\r\n')) {
+          sentBody = true;
+          socket.write(body);
+        }
+      });
+      socket.on('error', reject);
+      socket.on('close', () => resolve({ answer, sentBody }));
+    });
+  }
+
+  /** The id in a 201's JSON body, read off the wire. */
+  const storedId = (answer: string) =>
+    (JSON.parse(answer.slice(answer.lastIndexOf('\r\n\r\n'))) as { id: string }).id;
+
+  const upload = (headers: string[], body: Buffer) =>
+    holdingBody(['POST /v1/images HTTP/1.1', `Authorization: Bearer ${token}`, ...headers], body);
+
+  // Regression: Node said 100 Continue as soon as the headers were in, so these clients sent
+  // their whole body only to be refused on what the headers had already said.
+  it('an upload announced over the cap gets its 413 before any 100 Continue, and sends nothing', async () => {
+    const { answer, sentBody } = await upload(['Content-Type: image/jpeg'], Buffer.alloc(MAX_UPLOAD + 1, 7));
+    expect(answer).toMatch(/^HTTP\/1\.1 413 /);
+    expect(answer).not.toContain('100 Continue');
+    expect(sentBody).toBe(false);
+    expect(answer).toContain('"code":"payload_too_large"');
+    await expectNothingKept();
+  });
+
+  it('an upload with a token that does not verify gets its 401 before any 100 Continue', async () => {
+    const { answer, sentBody } = await holdingBody(
+      ['POST /v1/images HTTP/1.1', 'Authorization: Bearer not.a.token', 'Content-Type: image/jpeg'],
+      Buffer.alloc(1024, 7),
+    );
+    expect(answer).toMatch(/^HTTP\/1\.1 401 /);
+    expect(sentBody).toBe(false);
+    await expectNothingKept();
+  });
+
+  it('an upload that may go on is told to, raw or as a form, and is stored', async () => {
+    const jpeg = (await synth('jpeg', 40, 30)).body;
+    const raw = await upload(['Content-Type: image/jpeg'], jpeg);
+    expect(raw.sentBody).toBe(true);
+    expect(raw.answer).toMatch(/^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 201 /);
+    await remove(storedId(raw.answer));
+
+    const boundary = 'pixgate-continue-test';
+    const form = Buffer.concat([
+      Buffer.from(
+        `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n` +
+          'Content-Type: image/jpeg\r\n\r\n',
+      ),
+      jpeg,
+      Buffer.from(`\r\n--${boundary}--\r\n`),
+    ]);
+    const multipart = await upload([`Content-Type: multipart/form-data; boundary=${boundary}`], form);
+    expect(multipart.sentBody).toBe(true);
+    expect(multipart.answer).toMatch(/^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 201 /);
+    await remove(storedId(multipart.answer));
+    await expectNothingKept();
+  });
+
+  it('a JSON body (read before any route code runs) is told to go on at once', async () => {
+    const created = await post((await synth('jpeg', 40, 30)).body, 'image/jpeg');
+    const { id } = created.json as unknown as { id: string };
+    const { answer, sentBody } = await holdingBody(
+      [`PATCH /v1/images/${id} HTTP/1.1`, `Authorization: Bearer ${token}`, 'Content-Type: application/json'],
+      Buffer.from(JSON.stringify({ visibility: 'public' })),
+    );
+    expect(sentBody).toBe(true);
+    expect(answer).toMatch(/^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 /);
+    expect(answer).toContain('"visibility":"public"');
+    await remove(id);
+
+    // On the upload's own path too: a JSON body there registers an original (admins only).
+    const registering = await holdingBody(
+      ['POST /v1/images HTTP/1.1', `Authorization: Bearer ${token}`, 'Content-Type: application/json'],
+      Buffer.from(JSON.stringify({ source: 'a.jpg', owner: 'uploader' })),
+    );
+    expect(registering.sentBody).toBe(true);
+    expect(registering.answer).toMatch(/^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 403 /);
+  });
+});
+
 describe('odd but valid uploads', () => {
   async function variant(id: string, query: string) {
     const response = await fetch(`${server.url}/v1/images/${id}?${query}`, {
@@ -302,12 +411,6 @@ describe('odd but valid uploads', () => {
     });
     return { status: response.status, body: Buffer.from(await response.arrayBuffer()) };
   }
-  const remove = (id: string) =>
-    fetch(`${server.url}/v1/images/${id}`, {
-      method: 'DELETE',
-      headers: { authorization: `Bearer ${token}` },
-    });
-
   it('a JPEG with trailing garbage after its EOI is stored as sent, and renders', async () => {
     const jpeg = await synth('jpeg', 64, 48);
     const body = Buffer.concat([jpeg.body, Buffer.from('trailing garbage '.repeat(50))]);

@@ -27,6 +27,7 @@ import {
 import { isImageId } from '../../store/ids.js';
 import { type ImageRecord, type Store, visibilities } from '../../store/store.js';
 import { type Caller, type Identify, rawQuery, requesterOf } from '../authenticate.js';
+import { continueBody } from '../continue.js';
 import { matchesIfNoneMatch, VARY_IMAGE, VARY_IMAGE_BY_HEADER } from '../headers.js';
 import { jsonFormEtag, outputTooLarge, sendJsonForm, wantsJsonForm } from '../json-form.js';
 import type { VariantSender } from '../send-variant.js';
@@ -259,6 +260,8 @@ export async function registerImageRoutes(app: FastifyInstance, options: ImageRo
     // Issue 4: each owner's originals stay within PIXGATE_QUOTA_BYTES. An owner already there is
     // refused before the body is read; ingest checks again with the size, and with the insert.
     await checkQuota(store, principal.subject, 1, config.quotaBytes);
+    // Everything the headers alone could refuse has passed: a client that waits, may send.
+    continueBody(request.raw);
     const newImage = { owner: principal.subject, visibility, quotaBytes: config.quotaBytes };
     if (request.isMultipart()) {
       // One part, the file. Any other would be dropped unread, and a form field `visibility`
