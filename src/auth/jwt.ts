@@ -95,14 +95,22 @@ const isKeySelectionError = (error: unknown) =>
  * 10 minutes; a failed refetch would then fail every token. Instead the last good set keeps
  * verifying the kids it knows while the issuer is down; a kid it does not know is a 503, since
  * the set we cannot read might hold it. With nothing fetched yet, every token is a 503.
+ *
+ * A failed fetch is not tried again within the cooldown either: jose would refetch for every
+ * token while it has no fresh set, and those 503s take from no request budget, so a flood of
+ * made-up kids during an outage was one JWKS request each. Meanwhile the stale set decides (or
+ * it is a 503); the price is that a recovered issuer is noticed up to one cooldown late.
  */
 function remoteKeys(url: string, cooldownSeconds: number): JWTVerifyGetKey {
+  const cooldownMs = cooldownSeconds * 1000;
   const remote = createRemoteJWKSet(new URL(url), {
-    cooldownDuration: cooldownSeconds * 1000,
+    cooldownDuration: cooldownMs,
     // jose's default, said aloud: a hanging issuer holds requests for at most this long.
     timeoutDuration: 5000,
   });
   let stale: { json: string; keys: JWTVerifyGetKey } | undefined;
+  // When the last fetch failed, and why. Date.now(), as jose's own cooldown and max age read it.
+  let failed: { at: number; error: unknown } | undefined;
 
   const staleKeys = () => {
     const jwks = remote.jwks();
@@ -112,20 +120,37 @@ function remoteKeys(url: string, cooldownSeconds: number): JWTVerifyGetKey {
     return stale.keys;
   };
 
-  return async (header, token) => {
+  /** The last good set decides, or, for a kid it lacks or with no set at all, a 503. */
+  async function fromStale(
+    header: Parameters<JWTVerifyGetKey>[0],
+    token: Parameters<JWTVerifyGetKey>[1],
+    fetchError: unknown,
+  ) {
+    const keys = staleKeys();
+    if (!keys) throw new JwksUnavailable(fetchError);
     try {
-      return await remote(header, token);
+      return await keys(header, token);
+    } catch (staleError) {
+      if (staleError instanceof errors.JWKSNoMatchingKey) throw new JwksUnavailable(fetchError);
+      throw staleError;
+    }
+  }
+
+  return async (header, token) => {
+    if (failed && Date.now() - failed.at < cooldownMs) return fromStale(header, token, failed.error);
+    try {
+      const key = await remote(header, token);
+      failed = undefined;
+      return key;
     } catch (error) {
-      if (isKeySelectionError(error)) throw error;
-      // Network error, timeout, non-200, invalid JSON, not a key set.
-      const keys = staleKeys();
-      if (!keys) throw new JwksUnavailable(error);
-      try {
-        return await keys(header, token);
-      } catch (staleError) {
-        if (staleError instanceof errors.JWKSNoMatchingKey) throw new JwksUnavailable(error);
-        throw staleError;
+      // A key was chosen from a set jose holds: no fetch failed.
+      if (isKeySelectionError(error)) {
+        failed = undefined;
+        throw error;
       }
+      // Network error, timeout, non-200, invalid JSON, not a key set.
+      failed = { at: Date.now(), error };
+      return fromStale(header, token, error);
     }
   };
 }

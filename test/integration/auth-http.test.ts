@@ -712,6 +712,15 @@ describe('verified-token cache', () => {
 });
 
 describe('JWKS outage (fail closed)', () => {
+  // PIXGATE_JWKS_COOLDOWN_SECONDS's default.
+  const COOLDOWN_SECONDS = 30;
+  // The server's Date (jose's JWKS timing reads it), moved forward only, across these tests.
+  let shiftMs = 0;
+  const later = (seconds: number) => {
+    shiftMs += seconds * 1000;
+    vi.useFakeTimers({ toFake: ['Date'] });
+    vi.setSystemTime(vi.getRealSystemTime() + shiftMs);
+  };
   let issuer: JwksServer;
   let server: TestServer;
   const list = (token: string) => fetch(`${server.url}/v1/images`, { headers: bearer(token) });
@@ -734,32 +743,39 @@ describe('JWKS outage (fail closed)', () => {
   it.each(['status', 'close', 'invalid_json'] as const)(
     'answers 503 unavailable, never 200, while no key was ever fetched (%s)',
     async (mode) => {
+      // Past the cooldown that follows the previous case's failed fetch.
+      later(COOLDOWN_SECONDS + 1);
       issuer.setFailing(mode);
+      const before = issuer.requests;
       for (const alg of ['ES256', 'RS256'] as const) {
-        const before = issuer.requests;
         const response = await list(await sign(issuer, { alg }));
         await expectError(response, { status: 503, code: 'unavailable', message: UNAVAILABLE });
-        expect(issuer.requests).toBeGreaterThan(before);
       }
+      // One JWKS request: a failed fetch is not tried again within the cooldown.
+      expect(issuer.requests - before).toBe(1);
     },
   );
 
-  it('recovers as soon as the JWKS answers, and keeps known kids working through a later outage', async () => {
-    vi.useFakeTimers({ toFake: ['Date'] });
+  it('recovers once the JWKS answers, and keeps known kids working through a later outage', async () => {
+    later(0);
     issuer.setFailing(false);
     const token = await sign(issuer, { claims: { exp: seconds() + 86_400 } });
-    // The token refused during the outage is not remembered as bad.
+    // Within the cooldown after the last failed fetch the issuer is not asked again...
+    await expectError(await list(token), { status: 503, code: 'unavailable', message: UNAVAILABLE });
+    // ...after it, the token refused during the outage is not remembered as bad.
+    later(COOLDOWN_SECONDS + 1);
     expect((await list(token)).status).toBe(200);
 
     issuer.setFailing('status');
-    // Past jose's JWKS max age and the cooldown: every verification now tries to refetch.
-    vi.setSystemTime(Date.now() + 11 * 60 * 1000);
+    // Past jose's JWKS max age and the cooldown: the next verification tries to refetch, once;
+    // the last good key set decides meanwhile.
+    later(11 * 60);
+    const before = issuer.requests;
     for (const alg of ['ES256', 'RS256'] as const) {
-      const before = issuer.requests;
       const known = await sign(issuer, { alg, claims: { exp: seconds() + 3600 } });
       expect((await list(known)).status).toBe(200);
-      expect(issuer.requests).toBeGreaterThan(before);
     }
+    expect(issuer.requests - before).toBe(1);
     // A rogue key under a known kid is still a bad signature, not a 503...
     await expectInvalidToken(await list(await sign(issuer, { key: 'rogue' })));
     // ...but a kid the last good set lacks may be in the set we cannot read: 503, not 401.

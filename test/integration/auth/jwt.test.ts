@@ -334,12 +334,15 @@ describe('JWKS fetching', () => {
   it.each(['status', 'close', 'invalid_json'] as const)(
     'answers 503 while the JWKS fails (%s) and no key is cached, then recovers',
     async (mode) => {
+      vi.useFakeTimers({ toFake: ['Date'] });
       const v = verifier();
       const token = await issuer.sign();
       issuer.setFailing(mode);
       await expectUnavailable(v.verify(token), token);
-      // Failures are not cached: once the issuer is back, the same token works.
+      // Failures are not cached as the token's fault: once the issuer is back and the cooldown
+      // after the failed fetch has passed, the same token works.
       issuer.setFailing(false);
+      vi.setSystemTime(Date.now() + (COOLDOWN_SECONDS + 1) * 1000);
       await expect(v.verify(token)).resolves.toMatchObject({ subject: 'user-1' });
     },
   );
@@ -370,6 +373,45 @@ describe('JWKS fetching', () => {
     // ...but a kid the stale set does not know might be in the set we cannot read: 503.
     const unknown = await issuer.sign({ header: { kid: 'maybe-new' } });
     await expectUnavailable(v.verify(unknown), unknown);
+  });
+
+  it('asks a failing issuer at most once per cooldown, however many tokens arrive (regression)', async () => {
+    // Security review: every verification of an uncached token while the JWKS could not be
+    // fetched (never fetched, or past jose's 10 minute max age) asked the issuer again, and the
+    // 503s it ended in take from no budget: a flood of made-up kids was one JWKS request each.
+    vi.useFakeTimers({ toFake: ['Date'] });
+    const v = verifier({ cacheSize: 0 });
+    const flood = await Promise.all(
+      Array.from({ length: 10 }, (_, index) => issuer.sign({ header: { kid: `made-up-${index}` } })),
+    );
+    issuer.setFailing('status');
+    const start = issuer.requests;
+    await Promise.all(flood.slice(0, 5).map((token) => expectUnavailable(v.verify(token), token)));
+    for (const token of flood) await expectUnavailable(v.verify(token), token);
+    expect(issuer.requests - start).toBe(1);
+
+    // Within the cooldown even a good token is not worth another request: still a 503.
+    const good = await issuer.sign();
+    issuer.setFailing(false);
+    await expectUnavailable(v.verify(good), good);
+    expect(issuer.requests - start).toBe(1);
+    // After it, one request, and the issuer is back.
+    vi.setSystemTime(Date.now() + (COOLDOWN_SECONDS + 1) * 1000);
+    await expect(v.verify(good)).resolves.toMatchObject({ subject: 'user-1' });
+    expect(issuer.requests - start).toBe(2);
+
+    // Failing again past jose's max age: one request, then the last good set decides known kids
+    // and made-up ones are a 503, without asking again until the cooldown has passed.
+    issuer.setFailing('status');
+    vi.setSystemTime(Date.now() + 11 * 60 * 1000);
+    const before = issuer.requests;
+    await expect(v.verify(good)).resolves.toMatchObject({ subject: 'user-1' });
+    for (const token of flood) await expectUnavailable(v.verify(token), token);
+    await expect(v.verify(good)).resolves.toMatchObject({ subject: 'user-1' });
+    expect(issuer.requests - before).toBe(1);
+    vi.setSystemTime(Date.now() + (COOLDOWN_SECONDS + 1) * 1000);
+    await expectUnavailable(v.verify(flood[0] as string), flood[0] as string);
+    expect(issuer.requests - before).toBe(2);
   });
 });
 
