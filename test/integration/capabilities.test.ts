@@ -1,7 +1,10 @@
-import { stat } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import BetterSqlite3 from 'better-sqlite3';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { uploadKey } from '../../src/images/ingest.js';
 import { synth } from '../helpers/images.js';
 import { startJwksServer } from '../helpers/jwks-server.js';
 import { rawRequest } from '../helpers/net.js';
@@ -452,6 +455,37 @@ describe('share links', () => {
       (await fetch(`${server.url}/v1/images/${id}`, { method: 'DELETE', headers: auth(alice) })).status,
     ).toBe(204);
     expect((await get(link.url)).response.status).toBe(404);
+  });
+
+  it('store only the SHA-256 of the token, and are found by it (security review)', async () => {
+    const id = await upload(alice);
+    const link = await createLink(id, { ttlSeconds: 600 });
+    const token = link.url.slice(3);
+    const db = new BetterSqlite3(join(server.dataDir, 'pixgate.db'), { readonly: true });
+    try {
+      const rows = db.prepare('select * from links where id = ?').all(link.id) as Record<string, unknown>[];
+      expect(rows).toHaveLength(1);
+      expect(JSON.stringify(rows)).not.toContain(token);
+      expect(rows[0]?.token_hash).toBe(createHash('sha256').update(token).digest('base64url'));
+    } finally {
+      db.close();
+    }
+  });
+
+  it('count no view for a render that failed (security review)', async () => {
+    const id = await upload(alice);
+    const link = await createLink(id, { ttlSeconds: 600, maxViews: 1 });
+    const original = join(server.dataDir, 'originals', uploadKey(id));
+    const bytes = await readFile(original);
+    await writeFile(original, Buffer.from('no longer an image'));
+    try {
+      expect((await get(`${link.url}?w=50`)).response.status).toBe(502);
+    } finally {
+      await writeFile(original, bytes);
+    }
+    // The one view is still there to spend, and then spent.
+    expect((await get(`${link.url}?w=50`)).response.status).toBe(200);
+    expect((await get(`${link.url}?w=50`)).response.status).toBe(404);
   });
 
   it('never log the token', async () => {

@@ -96,6 +96,31 @@ describe('rate limit', () => {
   });
 });
 
+describe('share-link guessing', () => {
+  it('takes from the client IP for every unknown or malformed token, not for a good one (security review)', async () => {
+    const server = await startTestServer({ dev: true, rateLimit: 3, scrapeLimit: 0 });
+    try {
+      const alice = await server.token('alice', 'images:write');
+      const id = await uploadId(server, alice, 'private');
+      const made = await fetch(`${server.url}/v1/images/${id}/links`, {
+        method: 'POST',
+        headers: auth(alice, { 'content-type': 'application/json' }),
+        body: JSON.stringify({ ttlSeconds: 600 }),
+      });
+      const { url } = (await made.json()) as { url: string };
+      // A good link counts in the link's own budget, not the IP's.
+      for (let i = 0; i < 3; i++) expect((await fetch(`${server.url}${url}`)).status).toBe(200);
+      const guesses = [`/s/${'A'.repeat(43)}`, '/s/short', `/s/${'B'.repeat(43)}`];
+      for (const guess of guesses) expect((await fetch(`${server.url}${guess}`)).status, guess).toBe(404);
+      await expectLimited(await fetch(`${server.url}/s/${'C'.repeat(43)}`), 'rate', 3, 60);
+      // The IP's budget is spent: its anonymous image requests are refused too.
+      expect((await fetch(`${server.url}/v1/images/${id}?w=10`)).status).toBe(429);
+    } finally {
+      await server.destroy();
+    }
+  });
+});
+
 describe('rate limit on what shows no original', () => {
   let server: TestServer;
   beforeAll(async () => {
