@@ -1,6 +1,6 @@
 import type BetterSqlite3 from 'better-sqlite3';
 import { Kysely, SqliteDialect } from 'kysely';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { Principal } from '../../../src/auth/principal.js';
 import { createSessions, type SessionStore } from '../../../src/auth/sessions.js';
 import { AppError } from '../../../src/errors.js';
@@ -13,6 +13,22 @@ import { openSqliteDatabase } from '../../../src/store/sqlite.js';
  * Session logic over the real session store (kysely on SQLite, as main.ts builds it; in memory
  * here, the file is the integration tests' business) and an injected clock.
  */
+
+// Every timingSafeEqual sessions.ts makes, passed through to the real one.
+const compared = vi.hoisted(() => [] as [Buffer, Buffer][]);
+vi.mock('node:crypto', async (importOriginal) => {
+  const crypto = await importOriginal<typeof import('node:crypto')>();
+  return {
+    ...crypto,
+    timingSafeEqual: (a: NodeJS.ArrayBufferView, b: NodeJS.ArrayBufferView) => {
+      compared.push([
+        Buffer.from(a.buffer, a.byteOffset, a.byteLength),
+        Buffer.from(b.buffer, b.byteOffset, b.byteLength),
+      ]);
+      return crypto.timingSafeEqual(a, b);
+    },
+  };
+});
 
 const opened: BetterSqlite3.Database[] = [];
 afterEach(() => {
@@ -94,6 +110,21 @@ describe('createSessions', () => {
     expect(sessions.isCsrfToken(a.id, undefined)).toBe(false);
     expect(sessions.isCsrfToken(a.id, `${a.csrfToken}x`)).toBe(false);
     expect(a.csrfToken).not.toBe(a.id);
+  });
+
+  it('compares the CSRF token in constant time: timingSafeEqual over equal lengths (security review)', async () => {
+    const { store } = await sqliteStore();
+    const sessions = createSessions({ store, clock: { now: () => T0 }, maxSeconds: 3600 });
+    const a = await sessions.start(alice(600));
+    const nearMiss = `${a.csrfToken.slice(0, -1)}${a.csrfToken.endsWith('A') ? 'B' : 'A'}`;
+    compared.length = 0;
+    expect(sessions.isCsrfToken(a.id, a.csrfToken)).toBe(true);
+    expect(sessions.isCsrfToken(a.id, nearMiss)).toBe(false);
+    expect(compared.map(([given]) => given.toString())).toEqual([a.csrfToken, nearMiss]);
+    for (const [given, expected] of compared) {
+      expect(given.length).toBe(expected.length);
+      expect(expected.toString()).toBe(a.csrfToken);
+    }
   });
 
   it('fails closed with 503 unavailable when the store is down, for every operation', async () => {

@@ -1,7 +1,23 @@
 import { createHmac } from 'node:crypto';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { canonicalString, createSignedUrls } from '../../../src/auth/signed-url.js';
 import { AppError } from '../../../src/errors.js';
+
+// Every timingSafeEqual signed-url.ts makes, passed through to the real one.
+const compared = vi.hoisted(() => [] as [Buffer, Buffer][]);
+vi.mock('node:crypto', async (importOriginal) => {
+  const crypto = await importOriginal<typeof import('node:crypto')>();
+  return {
+    ...crypto,
+    timingSafeEqual: (a: NodeJS.ArrayBufferView, b: NodeJS.ArrayBufferView) => {
+      compared.push([
+        Buffer.from(a.buffer, a.byteOffset, a.byteLength),
+        Buffer.from(b.buffer, b.byteOffset, b.byteLength),
+      ]);
+      return crypto.timingSafeEqual(a, b);
+    },
+  };
+});
 
 const SECRET = Buffer.alloc(32, 9).toString('base64');
 const PATH = '/v1/images/AAAAAAAAAAAAAAAAAAAAAA';
@@ -60,6 +76,24 @@ describe('canonical string (README "Signed URLs")', () => {
     for (const sig of ['', 'abc', 'A'.repeat(44), 'é'.repeat(43)]) {
       const query = new URLSearchParams({ exp: '9999999999', kid: 'k1', sig });
       expect(refusal(() => signer.verify(PATH, 1, query, NOW)).status).toBe(403);
+    }
+  });
+
+  it('compares sig in constant time: timingSafeEqual over equal lengths, for good and bad alike (security review)', () => {
+    const signer = createSignedUrls([{ kid: 'k1', secret: SECRET }], 3600);
+    const { url } = signer.sign(PATH, 1, new URLSearchParams('format=auto&w=100'), 60, NOW);
+    const query = new URL(url, 'http://x').searchParams;
+    const sig = query.get('sig') as string;
+    compared.length = 0;
+    signer.verify(PATH, 1, query, NOW);
+    // Wrong in its last character only: an early-exit comparison would be fastest to tell.
+    const nearMiss = `${sig.slice(0, -1)}${sig.endsWith('A') ? 'B' : 'A'}`;
+    query.set('sig', nearMiss);
+    expect(refusal(() => signer.verify(PATH, 1, query, NOW)).code).toBe('invalid_signature');
+    expect(compared.map(([given]) => given.toString())).toEqual([sig, nearMiss]);
+    for (const [given, expected] of compared) {
+      expect(given.length).toBe(expected.length);
+      expect(expected.toString()).toBe(sig);
     }
   });
 

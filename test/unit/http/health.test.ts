@@ -1,0 +1,71 @@
+import Fastify from 'fastify';
+import { describe, expect, it, vi } from 'vitest';
+import type { VariantCache } from '../../../src/cache/variant-cache.js';
+import type { Config } from '../../../src/config/schema.js';
+import { sendError } from '../../../src/http/reply.js';
+import { registerHealthRoutes } from '../../../src/http/routes/health.js';
+import { createLogger } from '../../../src/logger.js';
+import { createMetrics } from '../../../src/metrics.js';
+import type { Origin } from '../../../src/origins/origin.js';
+import type { Store } from '../../../src/store/store.js';
+
+// Every timingSafeEqual health.ts makes, passed through to the real one.
+const compared = vi.hoisted(() => [] as [Buffer, Buffer][]);
+vi.mock('node:crypto', async (importOriginal) => {
+  const crypto = await importOriginal<typeof import('node:crypto')>();
+  return {
+    ...crypto,
+    timingSafeEqual: (a: NodeJS.ArrayBufferView, b: NodeJS.ArrayBufferView) => {
+      compared.push([
+        Buffer.from(a.buffer, a.byteOffset, a.byteLength),
+        Buffer.from(b.buffer, b.byteOffset, b.byteLength),
+      ]);
+      return crypto.timingSafeEqual(a, b);
+    },
+  };
+});
+
+const METRICS_TOKEN = 'metrics-token-of-some-length';
+
+async function app() {
+  const server = Fastify();
+  server.setErrorHandler((error, request, reply) => sendError(error, request, reply));
+  const ready = { check: async () => undefined };
+  registerHealthRoutes(server, {
+    config: { metricsToken: METRICS_TOKEN } as Config,
+    store: ready as unknown as Store,
+    cache: ready as unknown as VariantCache,
+    origin: ready as unknown as Origin,
+    metrics: createMetrics(),
+    logger: createLogger('silent'),
+  });
+  await server.ready();
+  return server;
+}
+
+describe('/metrics with PIXGATE_METRICS_TOKEN', () => {
+  it('compares the token in constant time, whatever the length sent (security review)', async () => {
+    const server = await app();
+    try {
+      const ask = (authorization?: string) =>
+        server.inject({ method: 'GET', url: '/metrics', headers: authorization ? { authorization } : {} });
+      compared.length = 0;
+      expect((await ask(`Bearer ${METRICS_TOKEN}`)).statusCode).toBe(200);
+      const nearMiss = `${METRICS_TOKEN.slice(0, -1)}X`;
+      for (const wrong of [nearMiss, 'short', `${METRICS_TOKEN}-and-more`]) {
+        const refused = await ask(`Bearer ${wrong}`);
+        expect(refused.statusCode, wrong).toBe(401);
+        expect(refused.json()).toEqual({
+          error: { code: 'unauthenticated', message: 'The metrics token is required' },
+        });
+      }
+      expect((await ask()).statusCode).toBe(401);
+      // Every answer went through timingSafeEqual on buffers of one length: a wrong token's
+      // length or its first differing byte does not change how long the check takes.
+      expect(compared).toHaveLength(5);
+      for (const [given, expected] of compared) expect(given.length).toBe(expected.length);
+    } finally {
+      await server.close();
+    }
+  });
+});
