@@ -1,13 +1,13 @@
 import Fastify from 'fastify';
 import { describe, expect, it, vi } from 'vitest';
-import type { VariantCache } from '../../../src/cache/variant-cache.js';
-import type { Config } from '../../../src/config/schema.js';
-import { sendError } from '../../../src/http/reply.js';
-import { registerHealthRoutes } from '../../../src/http/routes/health.js';
-import { createLogger } from '../../../src/logger.js';
-import { createMetrics } from '../../../src/metrics.js';
-import type { Origin } from '../../../src/origins/origin.js';
-import type { Store } from '../../../src/store/store.js';
+import type { VariantCache } from '../../../../src/cache/variant-cache.js';
+import type { Config } from '../../../../src/config/schema.js';
+import { sendError } from '../../../../src/http/reply.js';
+import { registerHealthRoutes } from '../../../../src/http/routes/health.js';
+import { createLogger } from '../../../../src/logger.js';
+import { createMetrics } from '../../../../src/metrics.js';
+import type { Origin } from '../../../../src/origins/origin.js';
+import type { Store } from '../../../../src/store/store.js';
 
 // Every timingSafeEqual health.ts makes, passed through to the real one.
 const compared = vi.hoisted(() => [] as [Buffer, Buffer][]);
