@@ -70,8 +70,11 @@ export async function runImport(context: CommandContext): Promise<number> {
         imported++;
       } catch (thrown) {
         // A file that could not be read is an I/O failure, whatever ingest made of it (to
-        // ingest a source that broke off is a client that went away: a 4xx).
-        const error = stream.errored ?? thrown;
+        // ingest a source that broke off is a client that went away: a 4xx). A stream ingest
+        // stopped reading itself (past the size cap, or its temp file failing) is destroyed
+        // with an AbortError: no read failed then, and ingest's own error says why.
+        const readError = stream.errored && !isAbortError(stream.errored) ? stream.errored : undefined;
+        const error = readError ?? thrown;
         const reason = isAppError(error) && error.status < 500 ? error.publicMessage : undefined;
         if (reason === undefined) failed++;
         skip(reason ?? `failed: ${(error as Error).message}`, name);
@@ -115,3 +118,6 @@ async function linkProblem(path: string): Promise<string | undefined> {
     return undefined;
   }
 }
+
+/** What Node destroys a readable stream with when a `for await` over it stops early. */
+const isAbortError = (error: Error) => error.name === 'AbortError';

@@ -466,6 +466,45 @@ describe('import of special files', () => {
   });
 });
 
+describe('import of a file over the size cap', () => {
+  // Regression: ingest stops reading a file past PIXGATE_MAX_UPLOAD_BYTES, which destroys its
+  // read stream with an AbortError; import took that for a read failure, so a file an upload
+  // would refuse with 413 was "failed: The operation was aborted" with exit code 1.
+  it('is skipped as too large, with exit code 0, as an upload is refused with 413', async () => {
+    const source = join(scratch, 'too-large-photos');
+    const dataDir = join(scratch, 'too-large-data');
+    await mkdir(source, { recursive: true });
+    const noisy = sharp({
+      create: {
+        width: 160,
+        height: 120,
+        channels: 3,
+        background: '#808080',
+        noise: { type: 'gaussian', mean: 128, sigma: 60 },
+      },
+    });
+    const large = await noisy.png().toBuffer();
+    const small = await sharp({ create: { width: 8, height: 6, channels: 3, background: '#369' } })
+      .png()
+      .toBuffer();
+    expect(large.length).toBeGreaterThan(4096);
+    expect(small.length).toBeLessThan(4096);
+    await writeFile(join(source, 'large.png'), large);
+    await writeFile(join(source, 'small.png'), small);
+
+    const exit = await run(['import', source, '--owner', 'alice'], {
+      PIXGATE_DATA_DIR: dataDir,
+      PIXGATE_MAX_UPLOAD_BYTES: '4096',
+    });
+    expect(exit.code).toBe(0);
+    expect(exit.stdout.split('\n')[0]).toBe('Imported 1 of 2 files for alice.');
+    expect([...skippedByReason(exit.stdout)]).toEqual([
+      ['The image is larger than the limit of 4096 bytes', ['large.png']],
+    ]);
+    expect(await readdir(join(dataDir, 'tmp'))).toEqual([]);
+  });
+});
+
 describe('import failures', () => {
   // Regression: the file's read stream was opened before ingest listened to it, so a file that
   // could not be opened was an uncaught 'error' event: the process died without a summary.
