@@ -27,6 +27,8 @@ const integer = (min: number, max: number) =>
   );
 
 /** Byte sizes: a whole number of bytes, or with a unit (`25MiB`, `10 GiB`, `512KiB`). */
+const plural = (count: number, unit: string) => `${count} ${unit}${count === 1 ? '' : 's'}`;
+
 const bytes = (min: number, max: number) =>
   z.preprocess(
     (value) => {
@@ -38,8 +40,8 @@ const bytes = (min: number, max: number) =>
     z
       .number({ error: 'Expected a byte size such as 26214400 or 25MiB' })
       .int({ error: 'Expected a whole number of bytes' })
-      .min(min, { error: `Expected at least ${min} bytes` })
-      .max(max, { error: `Expected at most ${max} bytes` }),
+      .min(min, { error: `Expected at least ${plural(min, 'byte')}` })
+      .max(max, { error: `Expected at most ${plural(max, 'byte')}` }),
   );
 
 const boolean = z.preprocess(

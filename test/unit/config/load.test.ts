@@ -397,7 +397,7 @@ describe('byte sizes', () => {
       `PIXGATE_MEMORY_CACHE_BYTES: Expected at most ${64 * GiB} bytes but received "65GiB"`,
     ]);
     expectProblems({ env: { PIXGATE_MAX_UPLOAD_BYTES: '0' } }, [
-      'PIXGATE_MAX_UPLOAD_BYTES: Expected at least 1 bytes but received "0"',
+      'PIXGATE_MAX_UPLOAD_BYTES: Expected at least 1 byte but received "0"',
     ]);
   });
 
