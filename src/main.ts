@@ -18,7 +18,7 @@ import { type Clock, systemClock } from './clock.js';
 import type { Config } from './config/schema.js';
 import { registerDemoRoutes } from './http/routes/demo.js';
 import { registerDevRoutes } from './http/routes/dev.js';
-import { buildServer } from './http/server.js';
+import { buildServer, cutConnections } from './http/server.js';
 import { createIngest, type Ingest } from './images/ingest.js';
 import { createPipeline } from './images/pipeline.js';
 import { createVariantService } from './images/variants.js';
@@ -228,7 +228,7 @@ export async function startPixgate(config: Config, options: StartOptions = {}): 
     // that stalls (an upload that never ends) would otherwise hold the shutdown until the process
     // manager's SIGKILL, leaving its temp file behind; cut off, it is an upload broken off,
     // refused and removed like any other (SPEC §6: stored completely or not at all).
-    const cut = setTimeout(() => server.server.closeAllConnections(), SHUTDOWN_GRACE_MS);
+    const cut = setTimeout(() => cutConnections(server), SHUTDOWN_GRACE_MS);
     try {
       await server.close();
     } finally {

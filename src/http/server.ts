@@ -110,6 +110,21 @@ function requestIds(): () => string {
  *   error       reply.ts turns anything thrown into the JSON error
  *   close       one log line and the request metrics (recordWhenClosed)
  */
+/** Servers whose open connections shutdown has cut (`cutConnections`). */
+const connectionsCut = new WeakSet<FastifyInstance>();
+
+const cutAtShutdown = () =>
+  new AppError('unavailable', 'The server shut down before the response was complete');
+
+/**
+ * Ends every connection still open when the shutdown's grace period is over (main.ts). A request
+ * cut off then is logged as the server's doing (503 `unavailable`), not as a client that left.
+ */
+export function cutConnections(app: FastifyInstance): void {
+  connectionsCut.add(app);
+  app.server.closeAllConnections();
+}
+
 export async function buildServer(parts: ServerParts): Promise<FastifyInstance> {
   const { config, logger, metrics } = parts;
   const app = Fastify({
@@ -244,7 +259,10 @@ export async function buildServer(parts: ServerParts): Promise<FastifyInstance> 
    */
   function recordWhenClosed(request: FastifyRequest, reply: FastifyReply): void {
     reply.raw.once('close', () => {
-      if (!reply.raw.writableFinished) markEndedEarly(request, refusedByParser.get(reply.raw));
+      if (!reply.raw.writableFinished) {
+        const why = refusedByParser.get(reply.raw) ?? (connectionsCut.has(app) ? cutAtShutdown() : undefined);
+        markEndedEarly(request, why);
+      }
       recordRequest(request, reply);
     });
   }

@@ -628,6 +628,19 @@ describe('shutdown with an upload that stalls', () => {
     socket.destroy();
     expect(exit).toMatchObject({ code: 0, signal: null });
     expect(Date.now() - started).toBeLessThan(15_000);
+    // The server cut it, not the client: not a 499 client_closed line.
+    const lines = exit.stdout
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
+    expect(lines.filter((line) => line.route === '/v1/images')).toEqual([
+      expect.objectContaining({
+        method: 'POST',
+        status: 503,
+        code: 'unavailable',
+        detail: 'The server shut down before the response was complete',
+      }),
+    ]);
     expect(await readdir(tmp)).toEqual([]);
     expect(await readdir(join(dataDir, 'originals'), { recursive: true }).catch(() => [])).toEqual([]);
     const listed = await startTestServer({ dev: true }, { dataDir });
