@@ -1,4 +1,4 @@
-import { STATUS_CODES } from 'node:http';
+import { maxHeaderSize, STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError, isAppError } from '../errors.js';
@@ -77,10 +77,27 @@ export async function sendError(error: unknown, request: FastifyRequest, reply: 
     .send(errorBody(appError));
 }
 
+/**
+ * Whether the head Node found too large (HPE_HEADER_OVERFLOW) is so because of its request line
+ * alone: a request-target longer than we parse is a 414 (RFC 9112 §3), not a 431 (which says a
+ * header field is too large). Node counts both against one limit and says which part only through
+ * `rawPacket`, the bytes of the read that overflowed: known when that read began the request
+ * (its method first) and holds no line end within the limit. A request line that arrived over
+ * several reads cannot be told from a long header field: still a 431.
+ */
+function isRequestLineOverflow(packet: unknown): boolean {
+  if (!Buffer.isBuffer(packet) || !/^[A-Z]+ /.test(packet.subarray(0, 24).toString('latin1'))) return false;
+  const lineEnd = packet.indexOf(0x0a);
+  return lineEnd === -1 || lineEnd > maxHeaderSize;
+}
+
 /** The answer to a request Node's HTTP parser refused (`clientError`): no route or hook ran. */
-export function toClientError(error: { code?: string }): AppError {
+export function toClientError(error: { code?: string; rawPacket?: unknown }): AppError {
   switch (error.code) {
     case 'HPE_HEADER_OVERFLOW':
+      if (isRequestLineOverflow(error.rawPacket)) {
+        return new AppError('uri_too_long', 'The request URL is too long');
+      }
       return new AppError('headers_too_large', 'The request headers are too large');
     case 'HPE_CHUNK_EXTENSIONS_OVERFLOW':
       return new AppError('payload_too_large', 'The request body is too large');
@@ -98,25 +115,35 @@ export function toClientError(error: { code?: string }): AppError {
  * error, or undefined when the client is gone already; the caller logs its code, never the
  * error itself, whose `rawPacket` holds the request's bytes, credentials included.
  */
-export function sendClientError(error: Error & { code?: string }, socket: Socket): AppError | undefined {
+export function sendClientError(
+  error: Error & { code?: string; rawPacket?: unknown },
+  socket: Socket,
+): AppError | undefined {
   if (error.code === 'ECONNRESET' || socket.destroyed) return undefined;
   const appError = toClientError(error);
   // As Node does: not while a response on this connection has started, whose bytes ours would
   // corrupt (a pipelined request refused while the one before it is still being answered).
   const inFlight = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
-  if (socket.writable && !inFlight?.headersSent) {
-    const body = JSON.stringify(errorBody(appError));
-    const headers = {
-      ...securityHeaders,
-      ...ERROR_HEADERS,
-      'content-length': String(Buffer.byteLength(body)),
-      connection: 'close',
-    };
-    const head = Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`);
-    socket.write(
-      `HTTP/1.1 ${appError.status} ${STATUS_CODES[appError.status]}\r\n${head.join('')}\r\n${body}`,
-    );
-  }
+  if (!inFlight?.headersSent) writeRawError(appError, socket);
   socket.destroy();
   return appError;
+}
+
+/**
+ * The error contract written on a bare socket (no reply object: a request the parser refused, a
+ * CONNECT), with the Date every 4xx needs (RFC 9110 §6.6.1); the caller closes the connection.
+ */
+export function writeRawError(appError: AppError, socket: Socket): void {
+  if (!socket.writable) return;
+  const body = JSON.stringify(errorBody(appError));
+  const headers = {
+    ...securityHeaders,
+    ...appError.headers,
+    ...ERROR_HEADERS,
+    'content-length': String(Buffer.byteLength(body)),
+    date: new Date().toUTCString(),
+    connection: 'close',
+  };
+  const head = Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`);
+  socket.write(`HTTP/1.1 ${appError.status} ${STATUS_CODES[appError.status]}\r\n${head.join('')}\r\n${body}`);
 }

@@ -22,11 +22,12 @@ import { LazyChildLogger, type Logger, redactUrl } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import type { Origin } from '../origins/origin.js';
 import type { Store } from '../store/store.js';
+import { recordAllowedMethods } from './allowed-methods.js';
 import { createIdentify } from './authenticate.js';
 import { deferContinueForUploads } from './continue.js';
 import { registerCors } from './cors.js';
 import { securityHeaders } from './headers.js';
-import { sendClientError, sendError } from './reply.js';
+import { sendClientError, sendError, writeRawError } from './reply.js';
 import { markEndedEarly, requestState } from './request-state.js';
 import { createCapabilities } from './routes/capabilities.js';
 import { registerClientRoutes } from './routes/client.js';
@@ -66,6 +67,66 @@ function hostHeaderName(host: string | undefined): string {
   if (host === undefined) return '';
   if (host.startsWith('[')) return host.slice(0, host.indexOf(']') + 1);
   return host.split(':', 1)[0] ?? '';
+}
+
+/** RFC 3986 host (IP literal, IPv4 or registered name) and optional port: what a Host may hold. */
+const HOST_VALUE = /^(?:\[[\w:.~!$&'()*+,;=-]+\]|[\w.~!$&'()*+,;=%-]*)(?::\d*)?$/;
+
+/** The Host header lines as sent: Node keeps the first of several and drops the others. */
+function hostLines(request: FastifyRequest): string[] {
+  const raw = request.raw.rawHeaders;
+  const lines: string[] = [];
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    if (raw[i]?.toLowerCase() === 'host') lines.push(raw[i + 1] ?? '');
+  }
+  return lines;
+}
+
+/** The codings a Transfer-Encoding or Content-Encoding header lists, lower-cased, parameters dropped. */
+function codings(header: string | undefined): string[] {
+  if (header === undefined) return [];
+  return header
+    .split(',')
+    .map((coding) => coding.split(';', 1)[0]?.trim().toLowerCase() ?? '')
+    .filter((coding) => coding !== '');
+}
+
+/**
+ * What Node's parser lets through but pixgate cannot honour, refused before any body is read
+ * (each closes the connection: what is left of the request is not ours to parse).
+ * - More than one Host line, or one that is not a host (RFC 9112 §3.2: 400).
+ * - Transfer-Encoding in an HTTP/1.0 request: its framing is faulty (RFC 9112 §6.1: 400).
+ * - A transfer coding other than chunked: Node decodes chunked and passes the rest on undecoded
+ *   (RFC 9112 §6.1: 501).
+ * - A body in a content coding: nothing here decodes one, and reading it as identity would store
+ *   or parse the wrong bytes (RFC 9110 §8.4, §12.5.3: 415 with Accept-Encoding).
+ */
+function refuseFraming(request: FastifyRequest): AppError | undefined {
+  const close = { connection: 'close' };
+  const hosts = hostLines(request);
+  if (hosts.length > 1 || (hosts.length === 1 && !HOST_VALUE.test(hosts[0] ?? ''))) {
+    return new AppError('invalid_request', 'The request needs exactly one valid Host header', {
+      headers: close,
+    });
+  }
+  const transfer = request.headers['transfer-encoding'];
+  if (transfer !== undefined && request.raw.httpVersion === '1.0') {
+    return new AppError('invalid_request', 'Transfer-Encoding is not allowed in an HTTP/1.0 request', {
+      headers: close,
+    });
+  }
+  if (codings(transfer).some((coding) => coding !== 'chunked')) {
+    return new AppError('not_implemented', 'Only the chunked transfer coding is supported', {
+      headers: close,
+    });
+  }
+  const hasBody = transfer !== undefined || Number(request.headers['content-length'] ?? 0) > 0;
+  if (hasBody && codings(request.headers['content-encoding']).some((coding) => coding !== 'identity')) {
+    return new AppError('unsupported_media_type', 'Content-Encoding is not supported: send the body as is', {
+      headers: { ...close, 'accept-encoding': 'identity' },
+    });
+  }
+  return undefined;
 }
 
 /**
@@ -197,6 +258,17 @@ export async function buildServer(parts: ServerParts): Promise<FastifyInstance> 
   app.server.on('checkExpectation', (request: IncomingMessage, response: ServerResponse) => {
     app.server.emit('request', request, response);
   });
+  // CONNECT asks for a tunnel (RFC 9110 §9.3.6), which an origin server does not make: unless
+  // this event is heard Node drops the connection unanswered. Answered 501 in our format instead,
+  // and closed (whatever follows on it is the tunnel's, not HTTP).
+  app.server.on('connect', (_request: IncomingMessage, socket: Socket) => {
+    unused.delete(socket);
+    const refusal = new AppError('not_implemented', 'CONNECT is not supported: pixgate is not a proxy');
+    writeRawError(refusal, socket);
+    socket.destroy();
+    metrics.requests.inc({ route: 'unmatched', method: 'CONNECT', status: String(refusal.status) });
+    logger.info({ method: 'CONNECT', status: refusal.status, code: refusal.code }, 'request');
+  });
   deferContinueForUploads(app.server);
   app.addHook('preClose', (done) => {
     for (const socket of unused) socket.destroy();
@@ -227,6 +299,11 @@ export async function buildServer(parts: ServerParts): Promise<FastifyInstance> 
       );
       return;
     }
+    const refusal = refuseFraming(request);
+    if (refusal) {
+      done(refusal);
+      return;
+    }
     const expectation = request.headers.expect;
     if (expectation !== undefined && !CONTINUE.test(expectation)) {
       done(new AppError('expectation_failed', 'Only "Expect: 100-continue" is understood'));
@@ -240,6 +317,8 @@ export async function buildServer(parts: ServerParts): Promise<FastifyInstance> 
     done();
   });
 
+  // Before any route is added: the 405 of a method a known path does not take names the others.
+  const allowedMethods = recordAllowedMethods(app);
   await registerCors(app, config.corsOrigins);
   // fastify's default text/plain parser handed a JSON body sent without its type (what fetch
   // sends for a string body) to the routes as a string: a 400 "expected object, received
@@ -295,7 +374,14 @@ export async function buildServer(parts: ServerParts): Promise<FastifyInstance> 
   }
 
   app.setErrorHandler((error, request, reply) => sendError(error, request, reply));
-  app.setNotFoundHandler((_request, _reply) => {
+  app.setNotFoundHandler((request, _reply) => {
+    const at = request.url.indexOf('?');
+    const allow = allowedMethods.of(at === -1 ? request.url : request.url.slice(0, at));
+    if (allow.length > 0) {
+      throw new AppError('method_not_allowed', `${request.method} is not allowed on this path`, {
+        headers: { allow: allow.join(', ') },
+      });
+    }
     throw new AppError('not_found', 'No such route');
   });
 

@@ -181,3 +181,67 @@ export async function startSwitchableProxy(targetPort: number): Promise<{
     },
   };
 }
+
+/**
+ * Writes `text` as is (no Host or Connection added) on a fresh connection to `url`'s server and
+ * answers everything read until the server closes it, or what was read after `waitMs` with the
+ * connection still open. For framing only raw bytes can express: pipelining, CONNECT, TRACE,
+ * HTTP/1.0, repeated Host lines.
+ */
+export function rawExchange(
+  url: string,
+  text: string | Buffer,
+  waitMs = 2000,
+): Promise<{ text: string; closed: boolean }> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(port), hostname, () => socket.write(text));
+    let answer = '';
+    socket.setEncoding('latin1').on('data', (chunk: string) => {
+      answer += chunk;
+    });
+    socket.on('error', reject);
+    const timer = setTimeout(() => {
+      socket.destroy();
+      resolve({ text: answer, closed: false });
+    }, waitMs);
+    socket.on('close', () => {
+      clearTimeout(timer);
+      resolve({ text: answer, closed: true });
+    });
+  });
+}
+
+export interface RawResponse {
+  readonly status: number;
+  /** Names lower-cased; a repeated one keeps its last value. */
+  readonly headers: Record<string, string>;
+  readonly body: string;
+}
+
+/**
+ * The responses one after another in `text`, bodies by Content-Length (pixgate sends no chunked
+ * ones); not for answers to HEAD, whose Content-Length announces a body that is not there.
+ */
+export function parseResponses(text: string): RawResponse[] {
+  const found: RawResponse[] = [];
+  let rest = text;
+  while (rest.startsWith('HTTP/')) {
+    const end = rest.indexOf('\r\n\r\n');
+    if (end === -1) break;
+    const [statusLine = '', ...fields] = rest.slice(0, end).split('\r\n');
+    const headers: Record<string, string> = {};
+    for (const field of fields) {
+      const colon = field.indexOf(':');
+      headers[field.slice(0, colon).trim().toLowerCase()] = field.slice(colon + 1).trim();
+    }
+    const length = Number(headers['content-length'] ?? 0);
+    found.push({
+      status: Number(statusLine.split(' ')[1]),
+      headers,
+      body: rest.slice(end + 4, end + 4 + length),
+    });
+    rest = rest.slice(end + 4 + length);
+  }
+  return found;
+}

@@ -85,6 +85,15 @@ describe('any other origin', () => {
   });
 });
 
+it('lists OPTIONS in the Allow of a 405, since every path answers a preflight', async () => {
+  const response = await fetch(`${server.url}/v1/images/${id}`, { method: 'PUT', headers: { origin: APP } });
+  expect(response.status).toBe(405);
+  expect(response.headers.get('allow')).toBe('GET, HEAD, PATCH, DELETE, OPTIONS');
+  expect(response.headers.get('access-control-allow-origin')).toBe(APP);
+  // A path nothing is routed to stays a 404: the preflight route alone makes no path known.
+  expect((await fetch(`${server.url}/v1/nothing`, { method: 'PUT' })).status).toBe(404);
+});
+
 it("lets the page read a 429's RateLimit fields, as it reads Retry-After", async () => {
   // A service worker backing off needs the window (SPEC §6), not only the status.
   const limited = await startTestServer({ dev: true, corsOrigins: APP, rateLimit: 1 });
@@ -111,7 +120,9 @@ it('without PIXGATE_CORS_ORIGINS there is no CORS at all', async () => {
       headers: { origin: APP, 'access-control-request-method': 'GET' },
     });
     expect(response.headers.get('access-control-allow-origin')).toBeNull();
-    expect(response.status).toBe(404);
+    // OPTIONS is a method the path does not take without CORS (RFC 9110 §15.5.6).
+    expect(response.status).toBe(405);
+    expect(response.headers.get('allow')).toBe('GET, HEAD, PATCH, DELETE');
   } finally {
     await plain.destroy();
   }
