@@ -38,10 +38,12 @@ export const errorStatus = {
   // An `Expect` we do not understand (anything but 100-continue, RFC 9110 §10.1.1).
   expectation_failed: 417,
   // HTTP conformance (RFC 9110, 9112): a method the path does not take (with `Allow`), a
-  // request line too long to parse, CONNECT or a transfer coding we do not decode.
+  // request line too long to parse, CONNECT or a transfer coding we do not decode, a failed
+  // If-Match.
   method_not_allowed: 405,
   uri_too_long: 414,
   not_implemented: 501,
+  precondition_failed: 412,
   // Never sent (nobody is left to read it): the log line and the metrics of a request whose
   // client closed the connection first. 499 as nginx logs it.
   client_closed: 499,

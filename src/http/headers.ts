@@ -1,3 +1,6 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import { AppError } from '../errors.js';
+
 /**
  * Headers every response carries (SPEC §3, §4): no MIME sniffing, no Referer carrying a
  * query-parameter token onward, nothing in an image body allowed to run or load.
@@ -19,10 +22,52 @@ export const VARY_IMAGE = 'Accept';
  */
 export const VARY_IMAGE_BY_HEADER = 'Accept, Authorization';
 
+/**
+ * The entity-tags of an If-Match or If-None-Match list (RFC 9110 §8.8.3): each element exactly
+ * `"opaque"` or `W/"opaque"`, so that a comma inside the quotes stays in its tag; an element that
+ * is neither counts for nothing.
+ */
+function entityTags(header: string): { weak: boolean; tag: string }[] {
+  return [...header.matchAll(/(?:^|,)[ \t]*(W\/)?("[^"]*")[ \t]*(?=,|$)/g)].map((match) => ({
+    weak: match[1] !== undefined,
+    tag: match[2] as string,
+  }));
+}
+
 /** Strong or weak ETag list of If-None-Match against our strong ETag (RFC 9110 §13.1.2: weak comparison). */
 export function matchesIfNoneMatch(header: string | undefined, etag: string): boolean {
   if (header === undefined) return false;
   if (header.trim() === '*') return true;
   const ours = etag.replace(/^W\//, '');
-  return header.split(',').some((candidate) => candidate.trim().replace(/^W\//, '') === ours);
+  return entityTags(header).some((candidate) => candidate.tag === ours);
+}
+
+/**
+ * If-Match against our strong ETag (RFC 9110 §13.1.1: strong comparison, so a weak tag never
+ * matches); `*` matches any current representation, which ours is. True without the header.
+ */
+export function matchesIfMatch(header: string | undefined, etag: string): boolean {
+  if (header === undefined || header.trim() === '*') return true;
+  return entityTags(header).some((candidate) => !candidate.weak && candidate.tag === etag);
+}
+
+const preconditionFailed = (message: string) => new AppError('precondition_failed', message);
+
+/**
+ * The preconditions of a request on an image whose selected representation has `etag`, in RFC
+ * 9110 §13.2.2's order (the dates are never evaluated: there is no Last-Modified): a false
+ * If-Match is a 412; then a matching If-None-Match is a 304 for GET and HEAD (answered
+ * `'not-modified'`), a 412 for a method that would change the image. Called only once the policy
+ * has let the caller see the image, so a 412 tells nothing that a 404 hides.
+ */
+export function evaluatePreconditions(
+  request: { method: string; headers: IncomingHttpHeaders },
+  etag: string,
+): 'not-modified' | undefined {
+  if (!matchesIfMatch(request.headers['if-match'], etag)) {
+    throw preconditionFailed('If-Match names no current tag of this image');
+  }
+  if (!matchesIfNoneMatch(request.headers['if-none-match'], etag)) return undefined;
+  if (request.method === 'GET' || request.method === 'HEAD') return 'not-modified';
+  throw preconditionFailed('If-None-Match names the current tag of this image');
 }

@@ -8,7 +8,7 @@ import { canonicalTransform } from '../images/transform.js';
 import type { RenderPlan, Transform } from '../images/types.js';
 import type { VariantService } from '../images/variants.js';
 import type { ImageRecord } from '../store/store.js';
-import { matchesIfNoneMatch, VARY_IMAGE } from './headers.js';
+import { evaluatePreconditions, VARY_IMAGE } from './headers.js';
 import { jsonFormEtag, outputTooLarge, sendJsonForm, wantsJsonForm } from './json-form.js';
 import { clientGoneSignal } from './request-state.js';
 
@@ -71,7 +71,7 @@ export function createVariantSender(config: Config, variants: VariantService) {
     reply.header('etag', etag);
     if (options.isClamped) reply.header('pixgate-clamped', '1');
     // Decided before any processing: a revalidation costs no sharp work and no origin read.
-    if (matchesIfNoneMatch(request.headers['if-none-match'], etag)) return reply.code(304).send();
+    if (evaluatePreconditions(request, etag) === 'not-modified') return reply.code(304).send();
 
     const variant = await variants.variant(record, plan, key, () => clientGoneSignal(request));
     // Refused before a share link counts the view.

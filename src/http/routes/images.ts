@@ -28,7 +28,7 @@ import { isImageId } from '../../store/ids.js';
 import { type ImageRecord, type Store, visibilities } from '../../store/store.js';
 import { type Caller, type Identify, rawQuery, requesterOf } from '../authenticate.js';
 import { continueBody } from '../continue.js';
-import { matchesIfNoneMatch, VARY_IMAGE, VARY_IMAGE_BY_HEADER } from '../headers.js';
+import { evaluatePreconditions, VARY_IMAGE, VARY_IMAGE_BY_HEADER } from '../headers.js';
 import { jsonFormEtag, outputTooLarge, sendJsonForm, wantsJsonForm } from '../json-form.js';
 import type { VariantSender } from '../send-variant.js';
 import { isJsonRequest, registerFromJson } from './register.js';
@@ -65,6 +65,16 @@ export function imageMeta(image: ImageRecord, showOwner: boolean) {
     createdAt: image.createdAt.toISOString(),
     placeholder: image.placeholder,
   };
+}
+
+/**
+ * The ETag of the original as its owner reads it: the bytes, or their JSON form when `Accept` asks
+ * for it. PATCH and DELETE evaluate If-Match and If-None-Match against it (the image's selected
+ * representation for its owner, RFC 9110 §13.1).
+ */
+function originalEtag(record: ImageRecord, request: FastifyRequest): string {
+  const etag = `"${record.originEtag}"`;
+  return wantsJsonForm(request.headers.accept) ? jsonFormEtag(etag) : etag;
 }
 
 const visibilitySchema = z.enum(visibilities as [string, ...string[]], {
@@ -137,14 +147,15 @@ export async function registerImageRoutes(app: FastifyInstance, options: ImageRo
     );
     const decision = authorizeView(caller.principal, image, requested, policy);
     const record = image as ImageRecord;
+    const caching = cacheControl(caller, record, decision);
     const vary = caller.source === 'header' ? VARY_IMAGE_BY_HEADER : VARY_IMAGE;
 
     if (decision.kind === 'original') {
-      reply.header('vary', vary).header('cache-control', cacheControl(caller, record, decision));
+      reply.header('vary', vary).header('cache-control', caching);
       const asJson = wantsJsonForm(request.headers.accept);
-      const etag = asJson ? jsonFormEtag(`"${record.originEtag}"`) : `"${record.originEtag}"`;
+      const etag = originalEtag(record, request);
       reply.header('etag', etag);
-      if (matchesIfNoneMatch(request.headers['if-none-match'], etag)) return reply.code(304).send();
+      if (evaluatePreconditions(request, etag) === 'not-modified') return reply.code(304).send();
       // Known before reading a byte from the origin.
       if (asJson && record.bytes > config.jsonMaxBytes)
         throw outputTooLarge(record.bytes, config.jsonMaxBytes);
@@ -160,7 +171,7 @@ export async function registerImageRoutes(app: FastifyInstance, options: ImageRo
     return sendVariant(request, reply, record, decision.transform, {
       isClamped: decision.isClamped,
       isPreview: decision.isPreview,
-      cacheControl: cacheControl(caller, record, decision),
+      cacheControl: caching,
       vary,
     });
   }
@@ -301,6 +312,7 @@ export async function registerImageRoutes(app: FastifyInstance, options: ImageRo
     readParams(rawQuery(request), []);
     const image = await findImage(request.params.id);
     authorizeChange(caller.principal, image, policy);
+    evaluatePreconditions(request, originalEtag(image as ImageRecord, request));
     const body = patchSchema.safeParse(request.body);
     if (!body.success) {
       throw new AppError('invalid_request', body.error.issues[0]?.message ?? 'Expected { "visibility" }');
@@ -319,6 +331,7 @@ export async function registerImageRoutes(app: FastifyInstance, options: ImageRo
     const image = await findImage(request.params.id);
     authorizeChange(caller.principal, image, policy);
     const record = image as ImageRecord;
+    evaluatePreconditions(request, originalEtag(record, request));
     // The original goes first, so that a delete the origin refuses (S3 down) changes nothing and
     // says so (502): the owner deletes again later. Row first, the bytes would stay behind in
     // the bucket with nothing left to find them by. Issue 5: only originals pixgate stored
