@@ -5,10 +5,24 @@
  */
 import type { FastifyReply } from 'fastify';
 import { AppError } from '../errors.js';
-import { acceptsExplicitly } from '../images/negotiate.js';
+import { acceptRanges, acceptsExplicitly } from '../images/negotiate.js';
 
-/** Only when named explicitly: `*\/*` (every fetch's default) must keep meaning bytes. */
-export const wantsJsonForm = (accept: string | undefined) => acceptsExplicitly(accept, 'application/json');
+/**
+ * Only when named explicitly: `*\/*` (every fetch's default) must keep meaning bytes. And only
+ * when preferred at least as much as the bytes (RFC 9110 §12.4.2): `image/webp,
+ * application/json;q=0.1` asks for an image, with JSON as a poor second. A tie is the JSON form
+ * (`application/json, image/webp`: the JSON form of a WebP, as loadAsDataUri asks).
+ */
+export function wantsJsonForm(accept: string | undefined): boolean {
+  if (!acceptsExplicitly(accept, 'application/json')) return false;
+  const ranges = acceptRanges(accept);
+  const json = Math.min(...ranges.filter(({ range }) => range === 'application/json').map(({ q }) => q));
+  const image = Math.max(
+    0,
+    ...ranges.filter(({ range }) => range.startsWith('image/') || range === '*/*').map(({ q }) => q),
+  );
+  return json >= image;
+}
 
 /**
  * Another representation of the same variant needs another strong ETag (RFC 9110 §8.8.3): a

@@ -9,16 +9,12 @@ import type { OutputFormat } from './types.js';
 // RFC 9110 §12.4.2: qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] )
 const QVALUE = /^(0(\.\d{0,3})?|1(\.0{0,3})?)$/;
 
-/**
- * Whether `accept` names `type` explicitly with q > 0. A range with a malformed q counts for
- * nothing; a type listed twice is accepted only if no entry refuses it (`q=0` wins).
- */
-export function acceptsExplicitly(accept: string | undefined, type: string): boolean {
-  if (accept === undefined) return false;
-  let accepted = false;
-  for (const range of accept.split(',')) {
-    const [mediaType = '', ...params] = range.split(';').map((part) => part.trim());
-    if (mediaType.toLowerCase() !== type) continue;
+/** The ranges of an Accept header, lower-cased, with their q; a range with a malformed q is left out. */
+export function acceptRanges(accept: string | undefined): { range: string; q: number }[] {
+  if (accept === undefined) return [];
+  const ranges: { range: string; q: number }[] = [];
+  for (const part of accept.split(',')) {
+    const [mediaType = '', ...params] = part.split(';').map((piece) => piece.trim());
     let q = 1;
     for (const param of params) {
       const eq = param.indexOf('=');
@@ -26,11 +22,18 @@ export function acceptsExplicitly(accept: string | undefined, type: string): boo
       const value = param.slice(eq + 1).trim();
       q = QVALUE.test(value) ? Number(value) : Number.NaN;
     }
-    if (Number.isNaN(q)) continue;
-    if (q === 0) return false;
-    accepted = true;
+    if (!Number.isNaN(q)) ranges.push({ range: mediaType.toLowerCase(), q });
   }
-  return accepted;
+  return ranges;
+}
+
+/**
+ * Whether `accept` names `type` explicitly with q > 0. A range with a malformed q counts for
+ * nothing; a type listed twice is accepted only if no entry refuses it (`q=0` wins).
+ */
+export function acceptsExplicitly(accept: string | undefined, type: string): boolean {
+  const named = acceptRanges(accept).filter(({ range }) => range === type);
+  return named.length > 0 && named.every(({ q }) => q > 0);
 }
 
 /** Animated means kept as an animation in WebP output: several frames of a GIF or WebP. */

@@ -71,6 +71,23 @@ describe('Accept: application/json', () => {
     }
   });
 
+  // Regression: any explicit application/json with q > 0 won, even when the client ranked the
+  // image above it (RFC 9110 §12.4.2: q is the client's preference).
+  it.each([
+    ['image/webp, application/json;q=0.1', 'image/webp'],
+    ['*/*, application/json;q=0.5', 'image/jpeg'],
+    ['image/*;q=0.9, application/json;q=0.8', 'image/jpeg'],
+    ['application/json, image/avif, image/webp', 'application/json; charset=utf-8'],
+    ['application/json, */*', 'application/json; charset=utf-8'],
+    ['application/json;q=0.9, image/*;q=0.8', 'application/json; charset=utf-8'],
+    ['application/json;q=0.5, image/webp;q=0', 'application/json; charset=utf-8'],
+  ])('weighs it against the image types by q: %s answers %s', async (accept, type) => {
+    const response = await get(`/v1/images/${id}?w=40`, { accept });
+    expect(response.status).toBe(200);
+    expect(response.headers.get('content-type')).toBe(type);
+    expect(response.headers.get('etag')?.endsWith('.json"')).toBe(type.startsWith('application/json'));
+  });
+
   it('has its own ETag, revalidated on its own', async () => {
     const path = `/v1/images/${id}?w=70&format=png`;
     const bytes = await get(path);
