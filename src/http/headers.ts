@@ -23,6 +23,15 @@ export const VARY_IMAGE = 'Accept';
 export const VARY_IMAGE_BY_HEADER = 'Accept, Authorization';
 
 /**
+ * An anonymous answer that a credential would have changed (a preview, with
+ * PIXGATE_PREVIEW_ANONYMOUS: the owner gets the full image) depends on the absence of both: without
+ * them in Vary, the browser that showed the preview answered the same URL from its cache with it
+ * after its user signed in, by token or by cookie. Only for `private` answers: an anonymous
+ * `public` one keeps `Vary: Accept`, for shared caches, and is what any caller may see anyway.
+ */
+export const VARY_IMAGE_ANONYMOUS = 'Accept, Authorization, Cookie';
+
+/**
  * The entity-tags of an If-Match or If-None-Match list (RFC 9110 §8.8.3): each element exactly
  * `"opaque"` or `W/"opaque"`, so that a comma inside the quotes stays in its tag; an element that
  * is neither counts for nothing.

@@ -503,6 +503,35 @@ describe('caching by credential', () => {
     expect(response.status).toBe(200);
     expect(response.headers.get('vary')).toBe('Accept');
   });
+
+  // Regression: the anonymous preview went out `Vary: Accept` alone, so the browser that showed it
+  // answered the same URL from its own cache with it once its user signed in (the owner, asking
+  // with a token or the session cookie, got the clamped preview for an hour instead of the image).
+  it('varies an anonymous preview on Authorization and Cookie, 304 and HEAD too', async () => {
+    const open = await startTestServer({ dev: true, previewAnonymous: true });
+    try {
+      const owner = await open.token('alice');
+      const { id } = await uploadImage(open, owner, photo, { visibility: 'preview', type: 'image/jpeg' });
+      const path = `${open.url}/v1/images/${id}?w=800`;
+      const anonymous = await fetch(path);
+      expect(anonymous.status).toBe(200);
+      expect(anonymous.headers.get('pixgate-clamped')).toBe('1');
+      expect(anonymous.headers.get('cache-control')).toMatch(/^private/);
+      expect(anonymous.headers.get('vary')).toBe('Accept, Authorization, Cookie');
+      const head = await fetch(path, { method: 'HEAD' });
+      expect(head.headers.get('vary')).toBe('Accept, Authorization, Cookie');
+      const etag = anonymous.headers.get('etag') as string;
+      const again = await fetch(path, { headers: { 'if-none-match': etag } });
+      expect(again.status).toBe(304);
+      expect(again.headers.get('vary')).toBe('Accept, Authorization, Cookie');
+      // What the owner's request is answered instead, once the cache asks.
+      const full = await fetch(path, { headers: auth(owner) });
+      expect(full.headers.get('pixgate-clamped')).toBeNull();
+      expect(full.headers.get('etag')).not.toBe(etag);
+    } finally {
+      await open.destroy();
+    }
+  });
 });
 
 describe('listing, changing and deleting', () => {

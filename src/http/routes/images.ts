@@ -28,7 +28,7 @@ import { isImageId } from '../../store/ids.js';
 import { type ImageRecord, type Store, visibilities } from '../../store/store.js';
 import { type Caller, type Identify, rawQuery, requesterOf } from '../authenticate.js';
 import { continueBody } from '../continue.js';
-import { evaluatePreconditions, VARY_IMAGE, VARY_IMAGE_BY_HEADER } from '../headers.js';
+import { evaluatePreconditions, VARY_IMAGE, VARY_IMAGE_ANONYMOUS, VARY_IMAGE_BY_HEADER } from '../headers.js';
 import { jsonFormEtag, outputTooLarge, sendJsonForm, wantsJsonForm } from '../json-form.js';
 import type { VariantSender } from '../send-variant.js';
 import { isJsonRequest, registerFromJson } from './register.js';
@@ -148,7 +148,12 @@ export async function registerImageRoutes(app: FastifyInstance, options: ImageRo
     const decision = authorizeView(caller.principal, image, requested, policy);
     const record = image as ImageRecord;
     const caching = cacheControl(caller, record, decision);
-    const vary = caller.source === 'header' ? VARY_IMAGE_BY_HEADER : VARY_IMAGE;
+    const vary =
+      caller.source === 'header'
+        ? VARY_IMAGE_BY_HEADER
+        : caller.source === 'none' && !caching.startsWith('public')
+          ? VARY_IMAGE_ANONYMOUS
+          : VARY_IMAGE;
 
     if (decision.kind === 'original') {
       reply.header('vary', vary).header('cache-control', caching);
