@@ -111,6 +111,15 @@ function remoteKeys(url: string, cooldownSeconds: number): JWTVerifyGetKey {
   let stale: { json: string; keys: JWTVerifyGetKey } | undefined;
   // When the last fetch failed, and why. Date.now(), as jose's own cooldown and max age read it.
   let failed: { at: number; error: unknown } | undefined;
+  /**
+   * Within the cooldown after a failed fetch. A wall clock set back since (NTP stepping a clock
+   * at boot, a VM resumed) ends it: counted from a failure in the future it would last as long
+   * as the step, every token a 503 although the issuer is back.
+   */
+  const coolingDown = (since: number) => {
+    const elapsed = Date.now() - since;
+    return elapsed >= 0 && elapsed < cooldownMs;
+  };
 
   const staleKeys = () => {
     const jwks = remote.jwks();
@@ -137,7 +146,7 @@ function remoteKeys(url: string, cooldownSeconds: number): JWTVerifyGetKey {
   }
 
   return async (header, token) => {
-    if (failed && Date.now() - failed.at < cooldownMs) return fromStale(header, token, failed.error);
+    if (failed && coolingDown(failed.at)) return fromStale(header, token, failed.error);
     try {
       const key = await remote(header, token);
       failed = undefined;

@@ -375,6 +375,20 @@ describe('JWKS fetching', () => {
     await expectUnavailable(v.verify(unknown), unknown);
   });
 
+  it('is not held back past the cooldown by a wall clock set back after a failed fetch', async () => {
+    // The wall clock can step back (NTP correcting a clock at boot, a VM resumed): counted from a
+    // failure now in the future, the cooldown would last as long as the step, every token a 503
+    // although the issuer is back.
+    vi.useFakeTimers({ toFake: ['Date'] });
+    const v = verifier();
+    const token = await issuer.sign();
+    issuer.setFailing('status');
+    await expectUnavailable(v.verify(token), token);
+    issuer.setFailing(false);
+    vi.setSystemTime(Date.now() - 60 * 60 * 1000);
+    await expect(v.verify(token)).resolves.toMatchObject({ subject: 'user-1' });
+  });
+
   it('asks a failing issuer at most once per cooldown, however many tokens arrive (regression)', async () => {
     // Security review: every verification of an uncached token while the JWKS could not be
     // fetched (never fetched, or past jose's 10 minute max age) asked the issuer again, and the
