@@ -83,6 +83,12 @@ const visibilitySchema = z.enum(visibilities as [string, ...string[]], {
 
 const patchSchema = z.object({ visibility: visibilitySchema }).strict();
 
+/**
+ * A `boundary` parameter (or its RFC 2231 `boundary*`) anywhere in a form's Content-Type: looser
+ * than busboy's own parsing, so that what this refuses, busboy would have refused too.
+ */
+const NAMES_A_BOUNDARY = /boundary\*?\s*=/i;
+
 /** Only these parameters, each at most once: anything else is a mistake worth reporting. */
 function readParams(query: URLSearchParams, allowed: readonly string[]): Map<string, string> {
   const params = new Map<string, string>();
@@ -258,6 +264,11 @@ export async function registerImageRoutes(app: FastifyInstance, options: ImageRo
     const declared = Number(request.headers['content-length'] ?? 0);
     const framing = request.isMultipart() ? 64 * 1024 : 0;
     if (declared > config.maxUploadBytes + framing) throw tooLarge(config.maxUploadBytes);
+    // busboy looks for the boundary only once the first part is asked for, after 100 Continue,
+    // and refuses a header without one with a plain Error (a 500): checked here, with the rest.
+    if (request.isMultipart() && !NAMES_A_BOUNDARY.test(request.headers['content-type'] ?? '')) {
+      throw new AppError('invalid_request', 'Expected a boundary in the multipart/form-data Content-Type');
+    }
 
     const image = await readUpload(request, principal, visibility);
     logger.info({ imageId: image.id, owner: image.owner, bytes: image.bytes }, 'image stored');
