@@ -325,9 +325,13 @@ export async function buildServer(parts: ServerParts): Promise<FastifyInstance> 
   // string" rather than the 415 every other wrong type gets. No route reads text.
   app.removeContentTypeParser('text/plain');
   // Raw uploads: the handler gets the request stream itself and counts the bytes (ingest.ts).
-  app.addContentTypeParser(/^(image\/[\w.+-]+|application\/octet-stream)$/, (_request, payload, done) => {
-    done(null, payload);
-  });
+  // fastify matches a pattern against the whole type, lower-cased, parameters (`; k="v"`) and all.
+  app.addContentTypeParser(
+    /^(?:image\/[\w.+-]+|application\/octet-stream)(?:;.*)?$/,
+    (_request, payload, done) => {
+      done(null, payload);
+    },
+  );
 
   app.decorateRequest('pixgateState', null);
 

@@ -436,6 +436,22 @@ describe('odd but valid uploads', () => {
     await remove(id);
   });
 
+  it('a raw body whose image/* or octet-stream type carries parameters, in any case', async () => {
+    // The media type decides (README "Uploads"); parameters were a 415 "Unsupported Content-Type".
+    const jpeg = (await synth('jpeg', 40, 30)).body;
+    for (const type of [
+      'image/jpeg; charset=binary',
+      'application/octet-stream;name="a.jpg"',
+      'Image/JPEG',
+    ]) {
+      const result = await post(jpeg, type);
+      expect(result.status, type).toBe(201);
+      await remove((result.json as { id: string }).id);
+    }
+    expect((await post(jpeg, 'text/plain; x=image/jpeg')).status).toBe(415);
+    await expectNothingKept();
+  });
+
   it('a GIF declaring a 65535² screen around a 2×2 frame at (0, 0) is its frame: libvips decodes 2×2', async () => {
     const gif = Buffer.from(
       await sharp({ create: { width: 2, height: 2, channels: 3, background: '#f00' } })
