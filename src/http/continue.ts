@@ -9,11 +9,20 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
  * after authentication, limits and the announced size have passed; every other request is told
  * at once, as Node would, since fastify reads a JSON body before any route code runs.
  */
+
+/** Uploads not told yet, with the response to tell them on. */
 const waiting = new WeakMap<IncomingMessage, ServerResponse>();
 
 /** The types whose body the upload route reads itself (routes/images.ts); JSON it does not. */
 const UPLOAD_BODY = /^\s*(?:image\/|application\/octet-stream|multipart\/form-data)/i;
 
+/**
+ * Read before fastify routes the request, so a guess, safe both ways: a request this misses (a
+ * path fastify decodes to the same route, `/v1/imag%65s`) is told at once, as Node would; one
+ * it takes for an upload that the route refuses unread (a type fastify has no parser for) is
+ * answered without `100 Continue`, and Node then closes the connection, as the client may still
+ * send the body it held back.
+ */
 function isUpload(request: IncomingMessage): boolean {
   if (request.method !== 'POST') return false;
   const url = request.url ?? '';
