@@ -70,9 +70,18 @@ function ensureNode(version) {
       },
     ).trim();
     execFileSync('tar', ['-xzf', join(scratch, tarball), '-C', scratch]);
-    // Whole or not at all: a fetch cut short leaves no binary that looks ready.
-    rmSync(dir, { recursive: true, force: true });
-    renameSync(join(scratch, 'package'), dir);
+    // Whole or not at all: moved in by one rename, so a fetch cut short leaves no binary that
+    // looks ready.
+    try {
+      renameSync(join(scratch, 'package'), dir);
+    } catch (error) {
+      // Another run on this node_modules (a second checkout's npm test) moved its copy in first:
+      // that one is used, and never removed under it. A dir without a binary is only litter.
+      if (existsSync(binary)) return binary;
+      if (error.code !== 'ENOTEMPTY' && error.code !== 'EEXIST') throw error;
+      rmSync(dir, { recursive: true, force: true });
+      renameSync(join(scratch, 'package'), dir);
+    }
   } finally {
     rmSync(scratch, { recursive: true, force: true });
   }
