@@ -26,9 +26,10 @@ const integer = (min: number, max: number) =>
       .max(max, { error: `Expected integer ${min}..${max}` }),
   );
 
-/** Byte sizes: a whole number of bytes, or with a unit (`25MiB`, `10 GiB`, `512KiB`). */
+/** `1 byte`, `2 bytes`: a count with its unit, for the messages below. */
 const plural = (count: number, unit: string) => `${count} ${unit}${count === 1 ? '' : 's'}`;
 
+/** Byte sizes: a whole number of bytes, or with a unit (`25MiB`, `10 GiB`, `512KiB`). */
 const bytes = (min: number, max: number) =>
   z.preprocess(
     (value) => {
