@@ -8,6 +8,7 @@ import type { Database } from '../../../src/store/database.js';
 import { createKyselySessionStore } from '../../../src/store/kysely-session-store.js';
 import { migrateToLatest } from '../../../src/store/migrate.js';
 import { openSqliteDatabase } from '../../../src/store/sqlite.js';
+import { compared } from '../../helpers/timing-safe-equal.js';
 
 /**
  * Session logic over the real session store (kysely on SQLite, as main.ts builds it; in memory
@@ -15,20 +16,9 @@ import { openSqliteDatabase } from '../../../src/store/sqlite.js';
  */
 
 // Every timingSafeEqual sessions.ts makes, passed through to the real one.
-const compared = vi.hoisted(() => [] as [Buffer, Buffer][]);
-vi.mock('node:crypto', async (importOriginal) => {
-  const crypto = await importOriginal<typeof import('node:crypto')>();
-  return {
-    ...crypto,
-    timingSafeEqual: (a: NodeJS.ArrayBufferView, b: NodeJS.ArrayBufferView) => {
-      compared.push([
-        Buffer.from(a.buffer, a.byteOffset, a.byteLength),
-        Buffer.from(b.buffer, b.byteOffset, b.byteLength),
-      ]);
-      return crypto.timingSafeEqual(a, b);
-    },
-  };
-});
+vi.mock('node:crypto', async (original) =>
+  (await import('../../helpers/timing-safe-equal.js')).recordingTimingSafeEqual(original),
+);
 
 const opened: BetterSqlite3.Database[] = [];
 afterEach(() => {

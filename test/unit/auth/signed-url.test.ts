@@ -2,22 +2,12 @@ import { createHmac } from 'node:crypto';
 import { describe, expect, it, vi } from 'vitest';
 import { canonicalString, createSignedUrls } from '../../../src/auth/signed-url.js';
 import { AppError } from '../../../src/errors.js';
+import { compared } from '../../helpers/timing-safe-equal.js';
 
 // Every timingSafeEqual signed-url.ts makes, passed through to the real one.
-const compared = vi.hoisted(() => [] as [Buffer, Buffer][]);
-vi.mock('node:crypto', async (importOriginal) => {
-  const crypto = await importOriginal<typeof import('node:crypto')>();
-  return {
-    ...crypto,
-    timingSafeEqual: (a: NodeJS.ArrayBufferView, b: NodeJS.ArrayBufferView) => {
-      compared.push([
-        Buffer.from(a.buffer, a.byteOffset, a.byteLength),
-        Buffer.from(b.buffer, b.byteOffset, b.byteLength),
-      ]);
-      return crypto.timingSafeEqual(a, b);
-    },
-  };
-});
+vi.mock('node:crypto', async (original) =>
+  (await import('../../helpers/timing-safe-equal.js')).recordingTimingSafeEqual(original),
+);
 
 const SECRET = Buffer.alloc(32, 9).toString('base64');
 const PATH = '/v1/images/AAAAAAAAAAAAAAAAAAAAAA';

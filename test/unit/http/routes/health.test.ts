@@ -8,22 +8,12 @@ import { createLogger } from '../../../../src/logger.js';
 import { createMetrics } from '../../../../src/metrics.js';
 import type { Origin } from '../../../../src/origins/origin.js';
 import type { Store } from '../../../../src/store/store.js';
+import { compared } from '../../../helpers/timing-safe-equal.js';
 
 // Every timingSafeEqual health.ts makes, passed through to the real one.
-const compared = vi.hoisted(() => [] as [Buffer, Buffer][]);
-vi.mock('node:crypto', async (importOriginal) => {
-  const crypto = await importOriginal<typeof import('node:crypto')>();
-  return {
-    ...crypto,
-    timingSafeEqual: (a: NodeJS.ArrayBufferView, b: NodeJS.ArrayBufferView) => {
-      compared.push([
-        Buffer.from(a.buffer, a.byteOffset, a.byteLength),
-        Buffer.from(b.buffer, b.byteOffset, b.byteLength),
-      ]);
-      return crypto.timingSafeEqual(a, b);
-    },
-  };
-});
+vi.mock('node:crypto', async (original) =>
+  (await import('../../../helpers/timing-safe-equal.js')).recordingTimingSafeEqual(original),
+);
 
 const METRICS_TOKEN = 'metrics-token-of-some-length';
 
