@@ -474,10 +474,13 @@ describe('import of a file over the size cap', () => {
     const source = join(scratch, 'too-large-photos');
     const dataDir = join(scratch, 'too-large-data');
     await mkdir(source, { recursive: true });
+    // Larger than a few of the read stream's 64 KiB chunks: when ingest stops after the first,
+    // the file is certainly not read to its end (a file read whole before ingest stopped would
+    // be no AbortError, and the test would pass without the fix).
     const noisy = sharp({
       create: {
-        width: 160,
-        height: 120,
+        width: 400,
+        height: 300,
         channels: 3,
         background: '#808080',
         noise: { type: 'gaussian', mean: 128, sigma: 60 },
@@ -487,7 +490,7 @@ describe('import of a file over the size cap', () => {
     const small = await sharp({ create: { width: 8, height: 6, channels: 3, background: '#369' } })
       .png()
       .toBuffer();
-    expect(large.length).toBeGreaterThan(4096);
+    expect(large.length).toBeGreaterThan(3 * 64 * 1024);
     expect(small.length).toBeLessThan(4096);
     await writeFile(join(source, 'large.png'), large);
     await writeFile(join(source, 'small.png'), small);
