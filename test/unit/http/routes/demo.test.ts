@@ -3,8 +3,9 @@ import { describe, expect, it } from 'vitest';
 import type { DevIssuer } from '../../../../src/auth/dev-issuer.js';
 import { sendError } from '../../../../src/http/reply.js';
 import { registerDemoRoutes } from '../../../../src/http/routes/demo.js';
+import { injectOverHttp } from '../../../helpers/inject-over-http.js';
 
-/** `POST /dev/token` with a peer address of our choosing, which no real loopback socket can give. */
+/** `POST /dev/token` from a peer address of our choosing, which no real loopback socket has. */
 async function app() {
   const issued: string[] = [];
   const devIssuer = {
@@ -17,16 +18,15 @@ async function app() {
   const server = Fastify();
   server.setErrorHandler((error, request, reply) => sendError(error, request, reply));
   registerDemoRoutes(server, { devIssuer });
-  await server.ready();
-  return { server, issued };
+  return { server, inject: await injectOverHttp(server), issued };
 }
 
 describe('POST /dev/token', () => {
   it('hands out tokens to loopback peers only (security review)', async () => {
-    const { server, issued } = await app();
+    const { server, inject, issued } = await app();
     try {
       const ask = (remoteAddress: string) =>
-        server.inject({
+        inject({
           method: 'POST',
           url: '/dev/token',
           remoteAddress,
