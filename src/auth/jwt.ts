@@ -101,6 +101,9 @@ const isKeySelectionError = (error: unknown) =>
  * made-up kids during an outage was one JWKS request each. Meanwhile the stale set decides (or
  * it is a 503); the price is that a recovered issuer is noticed up to one cooldown late.
  */
+/** How soon a failed fetch is retried while no key set has been fetched yet. */
+const FIRST_FETCH_RETRY_MS = 1000;
+
 function remoteKeys(url: string, cooldownSeconds: number): JWTVerifyGetKey {
   const cooldownMs = cooldownSeconds * 1000;
   const remote = createRemoteJWKSet(new URL(url), {
@@ -118,7 +121,10 @@ function remoteKeys(url: string, cooldownSeconds: number): JWTVerifyGetKey {
    */
   const coolingDown = (since: number) => {
     const elapsed = Date.now() - since;
-    return elapsed >= 0 && elapsed < cooldownMs;
+    // With no set fetched yet, every token is a 503 whatever we wait for: an issuer that starts
+    // after pixgate (a compose file, a reboot) is asked again within a second, not a cooldown.
+    const wait = remote.jwks() ? cooldownMs : Math.min(cooldownMs, FIRST_FETCH_RETRY_MS);
+    return elapsed >= 0 && elapsed < wait;
   };
 
   const staleKeys = () => {

@@ -389,6 +389,26 @@ describe('JWKS fetching', () => {
     await expect(v.verify(token)).resolves.toMatchObject({ subject: 'user-1' });
   });
 
+  it('asks an issuer that has never answered again after a second, not a whole cooldown', async () => {
+    // An issuer that starts after pixgate (a compose file, a reboot): with no key set yet, every
+    // token is a 503 however long we wait, so the first set is asked for again soon, and still
+    // only once a second, however many tokens arrive.
+    vi.useFakeTimers({ toFake: ['Date'] });
+    const v = verifier({ cacheSize: 0 });
+    const token = await issuer.sign();
+    issuer.setFailing('status');
+    const start = issuer.requests;
+    for (let i = 0; i < 5; i++) await expectUnavailable(v.verify(token), token);
+    expect(issuer.requests - start).toBe(1);
+    issuer.setFailing(false);
+    vi.setSystemTime(Date.now() + 500);
+    await expectUnavailable(v.verify(token), token);
+    expect(issuer.requests - start).toBe(1);
+    vi.setSystemTime(Date.now() + 600);
+    await expect(v.verify(token)).resolves.toMatchObject({ subject: 'user-1' });
+    expect(issuer.requests - start).toBe(2);
+  });
+
   it('asks a failing issuer at most once per cooldown, however many tokens arrive (regression)', async () => {
     // Security review: every verification of an uncached token while the JWKS could not be
     // fetched (never fetched, or past jose's 10 minute max age) asked the issuer again, and the
