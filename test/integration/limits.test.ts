@@ -23,6 +23,16 @@ async function upload(server: TestServer, token: string, visibility = 'public') 
 const uploadId = async (server: TestServer, token: string, visibility = 'public') =>
   (await uploadImage(server, token, photo, { visibility })).id;
 
+/** A share link to image `id`, valid ten minutes: its path (`/s/…`). */
+async function shareLink(server: TestServer, token: string, id: string): Promise<string> {
+  const made = await fetch(`${server.url}/v1/images/${id}/links`, {
+    method: 'POST',
+    headers: auth(token, { 'content-type': 'application/json' }),
+    body: JSON.stringify({ ttlSeconds: 600 }),
+  });
+  return ((await made.json()) as { url: string }).url;
+}
+
 async function expectLimited(response: Response, name: string, quota: number, window: number) {
   expect(response.status).toBe(429);
   const retryAfter = Number(response.headers.get('retry-after'));
@@ -85,12 +95,7 @@ describe('rate limit', () => {
   it('counts a share link on its own', async () => {
     const alice = await server.token('carol', 'images:write');
     const id = await uploadId(server, alice, 'private');
-    const made = await fetch(`${server.url}/v1/images/${id}/links`, {
-      method: 'POST',
-      headers: auth(alice, { 'content-type': 'application/json' }),
-      body: JSON.stringify({ ttlSeconds: 600 }),
-    });
-    const { url } = (await made.json()) as { url: string };
+    const url = await shareLink(server, alice, id);
     for (let i = 0; i < 5; i++) expect((await fetch(`${server.url}${url}`)).status).toBe(200);
     await expectLimited(await fetch(`${server.url}${url}`), 'rate', 5, 60);
   });
@@ -102,12 +107,7 @@ describe('share-link guessing', () => {
     try {
       const alice = await server.token('alice', 'images:write');
       const id = await uploadId(server, alice, 'private');
-      const made = await fetch(`${server.url}/v1/images/${id}/links`, {
-        method: 'POST',
-        headers: auth(alice, { 'content-type': 'application/json' }),
-        body: JSON.stringify({ ttlSeconds: 600 }),
-      });
-      const { url } = (await made.json()) as { url: string };
+      const url = await shareLink(server, alice, id);
       // A good link counts in the link's own budget, not the IP's.
       for (let i = 0; i < 3; i++) expect((await fetch(`${server.url}${url}`)).status).toBe(200);
       const guesses = [`/s/${'A'.repeat(43)}`, '/s/short', `/s/${'B'.repeat(43)}`];
