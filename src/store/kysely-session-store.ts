@@ -1,8 +1,8 @@
-import { Kysely, SqliteDialect } from 'kysely';
+import { Kysely } from 'kysely';
 import type { Database } from './database.js';
 import { migrateToLatest } from './migrate.js';
 import type { SessionRecord, SessionStore } from './session-store.js';
-import { openSqliteDatabase } from './sqlite.js';
+import { ImmediateSqliteDialect, openSqliteDatabase } from './sqlite.js';
 
 /**
  * Sessions in SQL (migrations/0002-sessions.ts): the embedded default, so that a restart does
@@ -57,7 +57,9 @@ export function createKyselySessionStore(db: Kysely<Database>): SessionStore {
 
 /** Its own connection to the SQLite file (WAL: it never blocks the image reads). */
 export async function openSqliteSessionStore(path: string): Promise<SessionStore> {
-  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: openSqliteDatabase(path) }) });
+  const db = new Kysely<Database>({
+    dialect: new ImmediateSqliteDialect({ database: openSqliteDatabase(path) }),
+  });
   try {
     await migrateToLatest(db);
   } catch (error) {

@@ -2,9 +2,10 @@ import { type Kysely, Migrator } from 'kysely';
 import { migrationProvider } from './migrations/index.js';
 
 /**
- * Brings the schema to the latest version at open (SQLite now, PostgreSQL later). kysely runs
- * each migration in a transaction and holds a lock table, so two instances starting together
- * do not both migrate. A failure stops the start with the migration's name and the database's
+ * Brings the schema to the latest version at open (SQLite now, PostgreSQL later). The pending
+ * migrations run in one transaction that holds the dialect's migration lock (on SQLite, the write
+ * lock, taken as it begins: sqlite.ts), so two instances starting together do not both migrate.
+ * A failure stops the start with the migration's name and the database's
  * own message: serving on a half-migrated schema would turn into 500s later.
  */
 // biome-ignore lint/suspicious/noExplicitAny: the Migrator works on any schema.

@@ -1,7 +1,17 @@
 import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
-import { Kysely, SqliteDialect } from 'kysely';
+import {
+  CompiledQuery,
+  type DatabaseConnection,
+  type DialectAdapter,
+  type Driver,
+  Kysely,
+  SqliteAdapter,
+  SqliteDialect,
+  type SqliteDialectConfig,
+  SqliteDriver,
+} from 'kysely';
 import type { Database } from './database.js';
 import { failClosed } from './fail-closed.js';
 import { createKyselyStore } from './kysely-store.js';
@@ -39,6 +49,46 @@ export function openSqliteDatabase(path: string): BetterSqlite3.Database {
 }
 
 /**
+ * Every transaction takes the write lock as it begins (`BEGIN IMMEDIATE`), waiting out another
+ * connection's write for the busy timeout like any statement; kysely's plain `BEGIN` takes it
+ * at the first write, after the reads before it. And the migrations run in one such transaction:
+ * kysely's SQLite adapter runs them in none (it says SQLite has no transactional DDL, which it
+ * has) and takes no lock, since one process has one connection. Two processes opening a new data
+ * dir at once (`pixgate dev` and `pixgate import`, two servers), or the first two after an
+ * upgrade that brings a migration, both read "none run yet" and ran them both: the second failed
+ * to start with `table "images" already exists`. Now the second reads which migrations have run
+ * only once the first has committed them, and a migration that fails leaves nothing half done.
+ */
+class ImmediateSqliteDriver extends SqliteDriver {
+  override async beginTransaction(connection: DatabaseConnection): Promise<void> {
+    await connection.executeQuery(CompiledQuery.raw('begin immediate'));
+  }
+}
+
+class TransactionalDdlSqliteAdapter extends SqliteAdapter {
+  override get supportsTransactionalDdl(): boolean {
+    return true;
+  }
+}
+
+export class ImmediateSqliteDialect extends SqliteDialect {
+  readonly #config: SqliteDialectConfig;
+
+  constructor(config: SqliteDialectConfig) {
+    super(config);
+    this.#config = config;
+  }
+
+  override createDriver(): Driver {
+    return new ImmediateSqliteDriver(this.#config);
+  }
+
+  override createAdapter(): DialectAdapter {
+    return new TransactionalDdlSqliteAdapter();
+  }
+}
+
+/**
  * kysely's SQLite driver prepares every statement anew on each query, which costs more than
  * running it (a third of an image request's time on the cached path). Statements are compiled
  * once per distinct SQL text and reused; better-sqlite3 runs them synchronously, so one
@@ -64,7 +114,9 @@ function withStatementCache(sqlite: BetterSqlite3.Database, maxStatements = 256)
 /** The embedded Store: one SQLite file, migrated to the latest schema before it is returned. */
 export async function openSqliteStore(path: string): Promise<Store> {
   const sqlite = openSqliteDatabase(path);
-  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
+  const db = new Kysely<Database>({
+    dialect: new ImmediateSqliteDialect({ database: withStatementCache(sqlite) }),
+  });
   try {
     await migrateToLatest(db);
   } catch (error) {

@@ -1,7 +1,9 @@
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import BetterSqlite3 from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -145,4 +147,52 @@ describe('an insert under a quota while another connection writes', () => {
       await store.close();
     }
   });
+});
+
+describe('processes opening a new database at once', () => {
+  // Regression: the first `pixgate serve`, `dev` or `import` on a new data dir (or the first after
+  // an upgrade that brings a migration) could fail to start when another process opened the same
+  // file at that moment: both read "nothing migrated yet" before either took the write lock, and
+  // the second then failed with `table "images" already exists`. Separate processes, as in real
+  // use: one process's busy wait would block the event loop of the other connection.
+  it('each opens it: the migrations run once, and nobody fails', async () => {
+    const repo = fileURLToPath(new URL('../../../', import.meta.url));
+    const opener = `
+      const { openSqliteStore } = await import('./src/store/sqlite.ts');
+      const { openSqliteSessionStore } = await import('./src/store/kysely-session-store.ts');
+      const [path, at] = [process.argv[1], Number(process.argv[2])];
+      while (Date.now() < at) {}
+      try {
+        await (await openSqliteStore(path)).close();
+        await (await openSqliteSessionStore(path)).close();
+        process.stdout.write('ok');
+      } catch (error) {
+        process.stdout.write(error.message);
+      }`;
+    for (let round = 0; round < 3; round++) {
+      const path = freshPath();
+      // One instant for all, after the slow part (node and tsx starting) is over.
+      const at = Date.now() + 3000;
+      const answers = await Promise.all(
+        Array.from(
+          { length: 4 },
+          () =>
+            new Promise<string>((resolve, reject) => {
+              const child = spawn(
+                process.execPath,
+                ['--import', 'tsx', '--input-type=module', '-e', opener, path, String(at)],
+                { cwd: repo, stdio: ['ignore', 'pipe', 'inherit'] },
+              );
+              let out = '';
+              child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+                out += chunk;
+              });
+              child.once('error', reject);
+              child.once('close', () => resolve(out));
+            }),
+        ),
+      );
+      expect(answers).toEqual(['ok', 'ok', 'ok', 'ok']);
+    }
+  }, 60_000);
 });
