@@ -48,9 +48,18 @@ import type { Store } from './store/store.js';
  */
 const SHUTDOWN_GRACE_MS = 5000;
 
+/**
+ * How often a running server sweeps what crashes left in the temp dir (ingest.ts), besides at
+ * start: a server restarted at once after a crash finds its leftovers less than an hour old, too
+ * fresh to touch, and would otherwise keep them until some start an hour later.
+ */
+const SWEEP_INTERVAL_MS = 10 * 60 * 1000;
+
 export interface StartOptions {
   readonly logger?: Logger;
   readonly clock?: Clock;
+  /** Tests only: how often the temp dir is swept while the server runs. */
+  readonly sweepIntervalMs?: number;
 }
 
 export interface Pixgate {
@@ -126,7 +135,8 @@ export async function startPixgate(config: Config, options: StartOptions = {}): 
   }
 
   const storage = await openStorage(config, clock);
-  // At server start, not in openStorage: every tool opens storage, often while a server runs.
+  // At server start (and every SWEEP_INTERVAL_MS), not in openStorage: every tool opens storage,
+  // often while a server runs, and exits soon after.
   await storage.ingest.sweepTempFiles();
   // Around every layer at once: a render finishing after its image's DELETE stores nothing.
   const cache: VariantCache = withDeleteFence(
@@ -220,10 +230,19 @@ export async function startPixgate(config: Config, options: StartOptions = {}): 
     registerDemoRoutes(server, { devIssuer });
   }
 
+  let sweeping: Promise<void> | undefined;
+  const sweeper = setInterval(() => {
+    sweeping ??= storage.ingest.sweepTempFiles().finally(() => {
+      sweeping = undefined;
+    });
+  }, options.sweepIntervalMs ?? SWEEP_INTERVAL_MS);
+  sweeper.unref();
+
   let closed = false;
   const close = async () => {
     if (closed) return;
     closed = true;
+    clearInterval(sweeper);
     // Requests in flight get a grace period to finish; then their connections are cut. A client
     // that stalls (an upload that never ends) would otherwise hold the shutdown until the process
     // manager's SIGKILL, leaving its temp file behind; cut off, it is an upload broken off,
@@ -235,6 +254,7 @@ export async function startPixgate(config: Config, options: StartOptions = {}): 
       clearTimeout(cut);
     }
     await variants.drain();
+    await sweeping;
     await cache.close();
     await sessionStore.close();
     await storage.close();

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { type FileHandle, mkdir, open, readdir, rm, stat } from 'node:fs/promises';
+import { type FileHandle, mkdir, open, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { sha256OfBytes } from '../digest.js';
@@ -8,7 +8,7 @@ import { writeError } from '../origins/file.js';
 import { checkOriginKey } from '../origins/key.js';
 import type { Origin } from '../origins/origin.js';
 import { OriginObjectTooLarge } from '../origins/read-body.js';
-import { newImageId } from '../store/ids.js';
+import { isImageId, newImageId } from '../store/ids.js';
 import type { ImageRecord, Store, Visibility } from '../store/store.js';
 import { inspectBytes, inspectImage } from './inspect.js';
 
@@ -16,7 +16,8 @@ import { inspectBytes, inspectImage } from './inspect.js';
  * Taking in a new original, from an HTTP upload or `pixgate import`. The bytes go to a temp
  * file first (counted, capped, hashed), are judged by their content alone, are moved into the
  * origin atomically, and only then get a row: a refused or crashed upload leaves no partial
- * original and no orphan row.
+ * original and no orphan row. Between the move and the row, a mark in the temp dir names the
+ * original, so that one a crash left without a row is found and removed (sweepTempFiles).
  */
 
 export interface IngestOptions {
@@ -59,6 +60,15 @@ const STALE_TEMP_MS = 60 * 60 * 1000;
 
 const ignore = () => {};
 
+/** Temp files of uploads still arriving, or left by a crash: `upload-<random>`. */
+const UPLOAD_PREFIX = 'upload-';
+/**
+ * `pending-<id>`: the original of image `id` is being moved into the origin and recorded. Made
+ * before the move, removed once the row is in (or the original gone again); one left by a crash
+ * names an original that may have no row.
+ */
+const PENDING_PREFIX = 'pending-';
+
 /** A step on our side of an upload (the temp file): its failure is ours, never the client's. */
 const ours = <T>(step: Promise<T>): Promise<T> =>
   step.catch((error: unknown) => {
@@ -83,7 +93,7 @@ export function createIngest(options: IngestOptions) {
     // cannot open) would otherwise be an 'error' event nobody hears, which ends the process. The
     // stream keeps the error, and the loop below still fails with it.
     source.on('error', ignore);
-    const path = join(tempDir, `upload-${randomBytes(12).toString('hex')}`);
+    const path = join(tempDir, `${UPLOAD_PREFIX}${randomBytes(12).toString('hex')}`);
     const hash = createHash('sha256');
     let bytes = 0;
     let file: FileHandle | undefined;
@@ -131,7 +141,21 @@ export function createIngest(options: IngestOptions) {
     }
     const id = newImageId();
     const key = uploadKey(id);
-    await origin.write(key, received.path, facts.contentType);
+    const pending = join(tempDir, `${PENDING_PREFIX}${id}`);
+    try {
+      await ours(writeFile(pending, `${key}\n`, { flag: 'wx', mode: 0o600 }));
+    } catch (error) {
+      await rm(received.path, { force: true });
+      throw error;
+    }
+    try {
+      await origin.write(key, received.path, facts.contentType);
+    } catch (error) {
+      // Nothing under the key, or the whole file (an S3 write that timed out here but completed
+      // there): deleted either way, and the mark stays if that fails too.
+      await origin.delete(key).then(() => rm(pending, { force: true }), ignore);
+      throw error;
+    }
     const record: ImageRecord = {
       id,
       owner: image.owner,
@@ -151,9 +175,14 @@ export function createIngest(options: IngestOptions) {
     try {
       await store.insertImage(record, { ownerQuotaBytes: image.quotaBytes });
     } catch (error) {
-      await origin.delete(key);
+      // The caller hears why it was not recorded (503, 403 quota_exceeded), not how the clean-up
+      // went: an original the origin would not delete now (S3 down) keeps its mark, and a sweep
+      // removes it later.
+      await origin.delete(key).then(() => rm(pending, { force: true }), ignore);
       throw error;
     }
+    // Recorded. A mark that cannot go now is harmless: a sweep finds the row and only drops it.
+    await rm(pending, { force: true }).catch(ignore);
     return record;
   }
 
@@ -224,9 +253,11 @@ export function createIngest(options: IngestOptions) {
       return keep(received, image);
     },
     /**
-     * Removes temp files left by a crash: at server start only, and only stale ones, since
-     * another process on the same data dir (a running server, `pixgate import`) may be writing
-     * its own right now.
+     * Cleans up after crashes, only what has been left alone for an hour (STALE_TEMP_MS), since
+     * another process on the same data dir (a running server, `pixgate import`) may be at work
+     * on its own files right now: temp files of uploads that never finished, and pending marks,
+     * whose original goes unless its row made it in. Never throws: what cannot be settled now
+     * (the store or the origin down) stays for the next sweep.
      */
     async sweepTempFiles(): Promise<void> {
       let names: string[];
@@ -237,15 +268,27 @@ export function createIngest(options: IngestOptions) {
       }
       // The wall clock, not the injected one: mtimes are wall-clock times.
       const staleBefore = Date.now() - STALE_TEMP_MS;
+      const isStale = async (path: string) => {
+        const modified = (await stat(path).catch(() => undefined))?.mtimeMs;
+        // Gone meanwhile: its upload finished and moved it.
+        return modified !== undefined && modified < staleBefore;
+      };
       await Promise.all(
-        names
-          .filter((name) => name.startsWith('upload-'))
-          .map(async (name) => {
-            const path = join(tempDir, name);
-            const modified = (await stat(path).catch(() => undefined))?.mtimeMs;
-            // Gone meanwhile: its upload finished and moved it.
-            if (modified !== undefined && modified < staleBefore) await rm(path, { force: true });
-          }),
+        names.map(async (name) => {
+          const path = join(tempDir, name);
+          if (name.startsWith(UPLOAD_PREFIX)) {
+            if (await isStale(path)) await rm(path, { force: true }).catch(ignore);
+            return;
+          }
+          const id = name.slice(PENDING_PREFIX.length);
+          if (!name.startsWith(PENDING_PREFIX) || !isImageId(id) || !(await isStale(path))) return;
+          try {
+            if (!(await store.getImage(id))) await origin.delete(uploadKey(id));
+            await rm(path, { force: true });
+          } catch {
+            // The store or the origin cannot answer: the mark stays, for the next sweep.
+          }
+        }),
       );
     },
   };

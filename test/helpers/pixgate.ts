@@ -51,7 +51,7 @@ function toEnv(settings: Settings): Record<string, string> {
 
 export async function startTestServer(
   settings: Settings,
-  options: { clock?: Clock; dataDir?: string } = {},
+  options: { clock?: Clock; dataDir?: string; sweepIntervalMs?: number } = {},
 ): Promise<TestServer> {
   const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'pixgate-test-')));
   const config = loadConfig({
@@ -68,6 +68,7 @@ export async function startTestServer(
   const pixgate: Pixgate = await startPixgate(config, {
     logger: createLogger(config.logLevel, sink),
     clock: options.clock,
+    sweepIntervalMs: options.sweepIntervalMs,
   });
   const server: TestServer = {
     url: pixgate.url,

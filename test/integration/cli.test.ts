@@ -1,13 +1,15 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import BetterSqlite3 from 'better-sqlite3';
 import { createLocalJWKSet, decodeJwt, type JSONWebKeySet, jwtVerify } from 'jose';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { synth } from '../helpers/images.js';
 import { startTestServer, type TestServer } from '../helpers/pixgate.js';
 import { mountReadOnly } from '../helpers/tiny-disk.js';
 
@@ -97,6 +99,8 @@ interface Running {
   output(): { stdout: string; stderr: string };
   /** SIGTERM, then the exit (the caller asserts how fast). */
   stop(): Promise<Exit>;
+  /** SIGKILL, as a crash (OOM killer, power cut for the process): no shutdown code runs. */
+  kill(): Promise<Exit>;
 }
 
 /** `pixgate serve` / `dev` on port 0: the URL comes from the "pixgate listening" log line. */
@@ -128,6 +132,10 @@ async function startCli(args: readonly string[], env: Record<string, string>): P
     output,
     stop() {
       child.kill('SIGTERM');
+      return done;
+    },
+    kill() {
+      child.kill('SIGKILL');
       return done;
     },
   };
@@ -654,6 +662,64 @@ describe('shutdown with an upload that stalls', () => {
       expect(await answer.json()).toEqual({ items: [], nextCursor: null });
     } finally {
       await listed.close();
+    }
+  }, 40_000);
+});
+
+describe('a crash between storing an upload and recording it', () => {
+  // Regression: an upload's original is moved into the origin, then its row is inserted. A crash
+  // in between (kill -9, the OOM killer) left an original that no row names: never served, never
+  // counted in a quota, never removed, one more with every such crash.
+  it('leaves an original no row names only until a sweep an hour later; never removes it sooner', async () => {
+    const dataDir = join(scratch, 'crash-before-row');
+    const originals = join(dataDir, 'originals');
+    const tmp = join(dataDir, 'tmp');
+    const originalFiles = async () =>
+      (await readdir(originals, { recursive: true, withFileTypes: true }).catch(() => []))
+        .filter((entry) => entry.isFile())
+        .map((entry) => entry.name);
+    const server = await startCli(['dev'], { PIXGATE_DATA_DIR: dataDir });
+    const token = (
+      await run(['token', '--sub', 'alice', '--scope', 'images:write'], { PIXGATE_DATA_DIR: dataDir })
+    ).stdout.trim();
+    // Another connection holds SQLite's write lock, so the server's insert waits (up to 5 s, its
+    // whole process with it: the driver is synchronous) with the original already in place.
+    const holder = new BetterSqlite3(join(dataDir, 'pixgate.db'));
+    holder.exec('BEGIN IMMEDIATE');
+    try {
+      const upload = fetch(`${server.url}/v1/images`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'image/png' },
+        body: (await synth('png', 64, 48)).body,
+      }).catch(() => undefined);
+      for (let tries = 0; (await originalFiles()).length === 0 && tries < 80; tries++) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      expect(await originalFiles()).toHaveLength(1);
+      expect((await server.kill()).signal).toBe('SIGKILL');
+      await upload;
+    } finally {
+      holder.exec('ROLLBACK');
+      holder.close();
+    }
+
+    // Fresh, it may be an upload another process is about to record: a start leaves it.
+    await (await startTestServer({ dev: true }, { dataDir })).close();
+    expect(await originalFiles()).toHaveLength(1);
+
+    // What the crash left, untouched for two hours: the next start removes the original.
+    const ago = new Date(Date.now() - 2 * 60 * 60 * 1000);
+    for (const name of await readdir(tmp)) await utimes(join(tmp, name), ago, ago);
+    const swept = await startTestServer({ dev: true }, { dataDir });
+    try {
+      expect(await originalFiles()).toEqual([]);
+      expect(await readdir(tmp)).toEqual([]);
+      const answer = await fetch(`${swept.url}/v1/images`, {
+        headers: { authorization: `Bearer ${await swept.token('alice')}` },
+      });
+      expect(await answer.json()).toEqual({ items: [], nextCursor: null });
+    } finally {
+      await swept.close();
     }
   }, 40_000);
 });
