@@ -64,10 +64,10 @@ export function withImageCache(store: Store, options: ImageCacheOptions): Store 
         changed(id);
       }
     },
-    async deleteImage(id) {
+    async deleteImage(id, options) {
       changed(id);
       try {
-        return await store.deleteImage(id);
+        return await store.deleteImage(id, options);
       } finally {
         changed(id);
       }

@@ -82,9 +82,22 @@ export function createKyselyStore(db: Kysely<Database>): Store {
       return row ? toRecord(row) : undefined;
     },
 
-    async deleteImage(id: string): Promise<boolean> {
-      const result = await db.deleteFrom('images').where('id', '=', id).executeTakeFirst();
-      return result.numDeletedRows > 0n;
+    async deleteImage(id, options = {}): Promise<boolean> {
+      const { beforeCommit } = options;
+      if (!beforeCommit) {
+        const result = await db.deleteFrom('images').where('id', '=', id).executeTakeFirst();
+        return result.numDeletedRows > 0n;
+      }
+      // One transaction around the origin's delete: a store that cannot take the deletion
+      // (locked past the busy timeout) refuses before the original is touched, and an origin
+      // that refuses (S3 down) rolls the row back. On SQLite the transaction holds the write
+      // lock, and kysely queues this process's other queries behind it, for that one call.
+      return db.transaction().execute(async (trx) => {
+        const result = await trx.deleteFrom('images').where('id', '=', id).executeTakeFirst();
+        if (result.numDeletedRows === 0n) return false;
+        await beforeCommit();
+        return true;
+      });
     },
 
     async bumpVersion(id: string): Promise<ImageRecord | undefined> {

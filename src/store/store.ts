@@ -70,8 +70,13 @@ export interface Store {
   listImages(owner: string, options: ListOptions): Promise<ImagePage>;
   /** Returns the updated record, or undefined when the image does not exist. */
   setVisibility(id: string, visibility: Visibility): Promise<ImageRecord | undefined>;
-  /** Returns whether a row was deleted. */
-  deleteImage(id: string): Promise<boolean>;
+  /**
+   * Returns whether a row was deleted. With `beforeCommit`, as one: the row is deleted, then
+   * `beforeCommit` runs (removing the original), and only if it succeeds is the deletion
+   * committed; if either fails (the store locked, the origin down), nothing changes. It runs
+   * while the store holds its write lock: keep it short (one origin call).
+   */
+  deleteImage(id: string, options?: { readonly beforeCommit?: () => Promise<void> }): Promise<boolean>;
   // Issue 4: revocation, quota, share links.
   /** Bumps the version (revocation); returns the updated record, or undefined when missing. */
   bumpVersion(id: string): Promise<ImageRecord | undefined>;

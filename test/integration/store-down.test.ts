@@ -88,4 +88,36 @@ describe('metadata store down', () => {
     expect(await dataFiles(server, 'originals')).toEqual(before);
     expect(await dataFiles(server, 'tmp')).toEqual([]);
   });
+  // Regression: the original was deleted first, then the row: with the store locked, the DELETE
+  // was answered 503 with the original gone and the row still there, listed and its cached
+  // variants still served (to anyone, for a public image), while README promised "never half
+  // done".
+  it('a delete that cannot be recorded is a 503 and changes nothing', async () => {
+    const auth = { authorization: `Bearer ${alice}` };
+    const { id } = await uploadImage(server, alice, photo, { visibility: 'public' });
+    expect((await fetch(`${server.url}/v1/images/${id}?w=50`)).status).toBe(200);
+    const originals = await dataFiles(server, 'originals');
+    expect(originals).toContain(id);
+
+    const lock = holdWriteLock();
+    let refused: Response;
+    try {
+      refused = await fetch(`${server.url}/v1/images/${id}`, { method: 'DELETE', headers: auth });
+    } finally {
+      lock.release();
+    }
+    expect(refused.status).toBe(503);
+    expect(await refused.json()).toEqual(unavailable);
+    expect(await dataFiles(server, 'originals')).toEqual(originals);
+    const original = await fetch(`${server.url}/v1/images/${id}`, { headers: auth });
+    expect(original.status).toBe(200);
+    expect(Buffer.from(await original.arrayBuffer())).toEqual(photo);
+    expect((await fetch(`${server.url}/v1/images/${id}?w=60`, { headers: auth })).status).toBe(200);
+
+    // Asked again with the store back, it is done completely.
+    const deleted = await fetch(`${server.url}/v1/images/${id}`, { method: 'DELETE', headers: auth });
+    expect(deleted.status).toBe(204);
+    expect(await dataFiles(server, 'originals')).not.toContain(id);
+    expect((await fetch(`${server.url}/v1/images/${id}?w=50`)).status).toBe(401);
+  });
 });

@@ -348,15 +348,15 @@ export async function registerImageRoutes(app: FastifyInstance, options: ImageRo
     authorizeChange(caller.principal, image, policy);
     const record = image as ImageRecord;
     evaluatePreconditions(request, originalEtag(record, request));
-    // The original goes first, so that a delete the origin refuses (S3 down) changes nothing and
-    // says so (502): the owner deletes again later. Row first, the bytes would stay behind in
-    // the bucket with nothing left to find them by. Issue 5: only originals pixgate stored
-    // itself go; a registered one belongs to the library it was found in (and may be
-    // registered twice), so it stays there.
-    if (record.originKey === uploadKey(record.id)) await origin.delete(record.originKey);
-    // Then nothing serves it any more. (Had the store failed here, the row would still be there,
-    // its original gone: a new variant is a 404, and deleting again finishes the job.)
-    if (!(await store.deleteImage(record.id))) throw notFound();
+    // The row and the original go as one (Store.deleteImage): a store that cannot take the
+    // deletion (locked: 503) refuses before the original is touched, and an origin that refuses
+    // (S3 down: 502/504) rolls the row back. Either way nothing changes, and the owner deletes
+    // again later. Issue 5: only originals pixgate stored itself go; a registered one belongs to
+    // the library it was found in (and may be registered twice), so it stays there.
+    const beforeCommit =
+      record.originKey === uploadKey(record.id) ? () => origin.delete(record.originKey) : undefined;
+    if (!(await store.deleteImage(record.id, { beforeCommit }))) throw notFound();
+    // Then nothing serves it any more.
     await cache.deleteImage(record.id);
     return reply.code(204).header('cache-control', 'no-store').send();
   });

@@ -267,6 +267,21 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
       });
     });
 
+    const t0 = Date.parse('2025-06-01T00:00:00.000Z');
+    const makeLink = (image: ImageRecord, overrides: Partial<LinkRecord> = {}): LinkRecord => ({
+      id: newId(),
+      imageId: image.id,
+      tokenHash: randomBytes(32).toString('base64url'),
+      imageVersion: image.version,
+      createdBy: image.owner,
+      createdAt: new Date(t0),
+      expiresAt: new Date(t0 + 60_000),
+      maxViews: null,
+      maxWidth: null,
+      views: 0,
+      ...overrides,
+    });
+
     describe('deleteImage', () => {
       it('deletes one image and says whether it existed', async () => {
         const image = makeImage();
@@ -279,6 +294,36 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
         expect(await store.deleteImage(newId())).toBe(false);
         expect(await store.getImage(other.id)).toEqual(other);
         expect((await store.listImages('alice', { limit: 10 })).items).toEqual([other]);
+      });
+
+      it('with beforeCommit, deletes only once it succeeded: a failure changes nothing, links included', async () => {
+        const image = makeImage();
+        await store.insertImage(image);
+        const link = makeLink(image);
+        await store.insertLink(link);
+        const refusal = new Error('the origin refused');
+        await expect(
+          store.deleteImage(image.id, {
+            beforeCommit: () => Promise.reject(refusal),
+          }),
+        ).rejects.toBe(refusal);
+        expect(await store.getImage(image.id)).toEqual(image);
+        expect(await store.getLink(link.id)).toEqual(link);
+
+        const ran: string[] = [];
+        const deleted = await store.deleteImage(image.id, {
+          beforeCommit: async () => {
+            ran.push(image.id);
+          },
+        });
+        expect(deleted).toBe(true);
+        expect(ran).toEqual([image.id]);
+        expect(await store.getImage(image.id)).toBeUndefined();
+        expect(await store.getLink(link.id)).toBeUndefined();
+        // No row: nothing to delete, and beforeCommit does not run.
+        expect(await store.deleteImage(image.id, { beforeCommit: () => Promise.reject(refusal) })).toBe(
+          false,
+        );
       });
     });
 
@@ -328,21 +373,6 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
     });
 
     describe('links', () => {
-      const t0 = Date.parse('2025-06-01T00:00:00.000Z');
-      const makeLink = (image: ImageRecord, overrides: Partial<LinkRecord> = {}): LinkRecord => ({
-        id: newId(),
-        imageId: image.id,
-        tokenHash: randomBytes(32).toString('base64url'),
-        imageVersion: image.version,
-        createdBy: image.owner,
-        createdAt: new Date(t0),
-        expiresAt: new Date(t0 + 60_000),
-        maxViews: null,
-        maxWidth: null,
-        views: 0,
-        ...overrides,
-      });
-
       it('round-trips, finds by hash, lists live ones and deletes', async () => {
         const image = makeImage();
         await store.insertImage(image);
