@@ -68,6 +68,12 @@ const UPLOAD_PREFIX = 'upload-';
  * names an original that may have no row.
  */
 const PENDING_PREFIX = 'pending-';
+/**
+ * `deleting-<id>`: image `id` is being deleted (Store.deleteImage with its original). Removed once
+ * that has succeeded or changed nothing; one left by a crash names a delete cut short, which may
+ * have removed the original and not the row.
+ */
+const DELETING_PREFIX = 'deleting-';
 
 /** A step on our side of an upload (the temp file): its failure is ours, never the client's. */
 const ours = <T>(step: Promise<T>): Promise<T> =>
@@ -186,7 +192,38 @@ export function createIngest(options: IngestOptions) {
     return record;
   }
 
+  /**
+   * Deletes the image's row and, for an upload, its original, as one (Store.deleteImage): if
+   * either cannot go, nothing does. Only originals pixgate stored itself go; a registered one
+   * belongs to the library it was found in (and may be registered twice), so it stays there.
+   */
+  function deleteImage(image: ImageRecord): Promise<boolean> {
+    const key = image.originKey;
+    const beforeCommit = key === uploadKey(image.id) ? () => origin.delete(key) : undefined;
+    return store.deleteImage(image.id, { beforeCommit });
+  }
+
   return {
+    /**
+     * DELETE of an image: its row and original (deleteImage above), under a mark that lets a
+     * sweep finish a delete a crash cut short. Variants are the caller's (the cache): a finished
+     * delete's are unreachable without the row and age out of the cache.
+     */
+    async delete(image: ImageRecord): Promise<boolean> {
+      const mark = join(tempDir, `${DELETING_PREFIX}${image.id}`);
+      // Best effort: a delete is never refused for want of the space to note it (a full disk).
+      const marked = await mkdir(tempDir, { recursive: true })
+        .then(() => writeFile(mark, '', { mode: 0o600 }))
+        .then(
+          () => true,
+          () => false,
+        );
+      try {
+        return await deleteImage(image);
+      } finally {
+        if (marked) await rm(mark, { force: true }).catch(ignore);
+      }
+    },
     /**
      * Registers an original that already sits in the origin, without copying it: the key is
      * checked (a plain relative path, key.ts), the bytes are read once, capped, and judged like
@@ -255,9 +292,10 @@ export function createIngest(options: IngestOptions) {
     /**
      * Cleans up after crashes, only what has been left alone for an hour (STALE_TEMP_MS), since
      * another process on the same data dir (a running server, `pixgate import`) may be at work
-     * on its own files right now: temp files of uploads that never finished, and pending marks,
-     * whose original goes unless its row made it in. Never throws: what cannot be settled now
-     * (the store or the origin down) stays for the next sweep.
+     * on its own files right now: temp files of uploads that never finished; pending marks,
+     * whose original goes unless its row made it in; deleting marks, whose delete is finished.
+     * Never throws: what cannot be settled now (the store or the origin down) stays for the
+     * next sweep.
      */
     async sweepTempFiles(): Promise<void> {
       let names: string[];
@@ -280,10 +318,15 @@ export function createIngest(options: IngestOptions) {
             if (await isStale(path)) await rm(path, { force: true }).catch(ignore);
             return;
           }
-          const id = name.slice(PENDING_PREFIX.length);
-          if (!name.startsWith(PENDING_PREFIX) || !isImageId(id) || !(await isStale(path))) return;
+          const prefix = [PENDING_PREFIX, DELETING_PREFIX].find((start) => name.startsWith(start));
+          const id = prefix === undefined ? '' : name.slice(prefix.length);
+          if (!isImageId(id) || !(await isStale(path))) return;
           try {
-            if (!(await store.getImage(id))) await origin.delete(uploadKey(id));
+            const row = await store.getImage(id);
+            // An upload not recorded: its original goes.
+            if (prefix === PENDING_PREFIX && !row) await origin.delete(uploadKey(id));
+            // A delete cut short: it was asked for, and is finished as the route does it.
+            if (prefix === DELETING_PREFIX && row) await deleteImage(row);
             await rm(path, { force: true });
           } catch {
             // The store or the origin cannot answer: the mark stays, for the next sweep.

@@ -724,6 +724,58 @@ describe('a crash between storing an upload and recording it', () => {
   }, 40_000);
 });
 
+describe('a crash in the middle of a delete', () => {
+  // Regression: a DELETE cut short by a crash after the original went but before the row did left
+  // the image listed, without its original (every new variant and the original a 404) and its
+  // cached variants still served, until someone deleted it again.
+  it('is finished by a sweep an hour later: row, original and variants all gone', async () => {
+    const dataDir = join(scratch, 'crash-in-delete');
+    const server = await startCli(['dev'], { PIXGATE_DATA_DIR: dataDir });
+    const token = (
+      await run(['token', '--sub', 'alice', '--scope', 'images:write'], { PIXGATE_DATA_DIR: dataDir })
+    ).stdout.trim();
+    const auth = { authorization: `Bearer ${token}` };
+    const stored = await fetch(`${server.url}/v1/images?visibility=public`, {
+      method: 'POST',
+      headers: { ...auth, 'content-type': 'image/png' },
+      body: (await synth('png', 64, 48)).body,
+    });
+    const { id } = (await stored.json()) as { id: string };
+    expect((await fetch(`${server.url}/v1/images/${id}?w=20`)).status).toBe(200);
+    // The DELETE waits for SQLite's write lock (its whole process with it): killed there.
+    const holder = new BetterSqlite3(join(dataDir, 'pixgate.db'));
+    holder.exec('BEGIN IMMEDIATE');
+    try {
+      const deleting = fetch(`${server.url}/v1/images/${id}`, { method: 'DELETE', headers: auth }).catch(
+        () => undefined,
+      );
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      expect((await server.kill()).signal).toBe('SIGKILL');
+      await deleting;
+    } finally {
+      holder.exec('ROLLBACK');
+      holder.close();
+    }
+    // The unlucky moment: the original had gone, the row not yet.
+    await rm(join(dataDir, 'originals', id.slice(0, 2), id));
+
+    const ago = new Date(Date.now() - 2 * 60 * 60 * 1000);
+    const tmp = join(dataDir, 'tmp');
+    for (const name of await readdir(tmp)) await utimes(join(tmp, name), ago, ago);
+    const swept = await startTestServer({ dev: true }, { dataDir });
+    try {
+      const answer = await fetch(`${swept.url}/v1/images`, {
+        headers: { authorization: `Bearer ${await swept.token('alice')}` },
+      });
+      expect(await answer.json()).toEqual({ items: [], nextCursor: null });
+      expect((await fetch(`${swept.url}/v1/images/${id}?w=20`)).status).toBe(401);
+      expect(await readdir(tmp)).toEqual([]);
+    } finally {
+      await swept.close();
+    }
+  }, 40_000);
+});
+
 describe('serve with PIXGATE_DEV=true', () => {
   it('is dev mode, just as loud as `pixgate dev`', async () => {
     const serve = await startCli(['serve'], {

@@ -7,7 +7,7 @@ import type { Principal } from '../../auth/principal.js';
 import type { VariantCache } from '../../cache/variant-cache.js';
 import type { Config } from '../../config/schema.js';
 import { AppError, notFound } from '../../errors.js';
-import { checkQuota, type Ingest, tooLarge, uploadKey } from '../../images/ingest.js';
+import { checkQuota, type Ingest, tooLarge } from '../../images/ingest.js';
 import { parseTransform } from '../../images/transform.js';
 import { contentTypes } from '../../images/types.js';
 import type { VariantService } from '../../images/variants.js';
@@ -348,14 +348,12 @@ export async function registerImageRoutes(app: FastifyInstance, options: ImageRo
     authorizeChange(caller.principal, image, policy);
     const record = image as ImageRecord;
     evaluatePreconditions(request, originalEtag(record, request));
-    // The row and the original go as one (Store.deleteImage): a store that cannot take the
+    // The row and the original go as one (Store.deleteImage, through ingest, which notes the
+    // delete so that a sweep finishes one a crash cut short): a store that cannot take the
     // deletion (locked: 503) refuses before the original is touched, and an origin that refuses
     // (S3 down: 502/504) rolls the row back. Either way nothing changes, and the owner deletes
-    // again later. Issue 5: only originals pixgate stored itself go; a registered one belongs to
-    // the library it was found in (and may be registered twice), so it stays there.
-    const beforeCommit =
-      record.originKey === uploadKey(record.id) ? () => origin.delete(record.originKey) : undefined;
-    if (!(await store.deleteImage(record.id, { beforeCommit }))) throw notFound();
+    // again later.
+    if (!(await ingest.delete(record))) throw notFound();
     // Then nothing serves it any more.
     await cache.deleteImage(record.id);
     return reply.code(204).header('cache-control', 'no-store').send();
