@@ -2,7 +2,7 @@ import { Kysely } from 'kysely';
 import type { Database } from './database.js';
 import { migrateToLatest } from './migrate.js';
 import type { SessionRecord, SessionStore } from './session-store.js';
-import { ImmediateSqliteDialect, openSqliteDatabase } from './sqlite.js';
+import { checkedFirst, ImmediateSqliteDialect, openSqliteDatabase, watchDatabaseFile } from './sqlite.js';
 
 /**
  * Sessions in SQL (migrations/0002-sessions.ts): the embedded default, so that a restart does
@@ -66,5 +66,5 @@ export async function openSqliteSessionStore(path: string): Promise<SessionStore
     await db.destroy();
     throw error;
   }
-  return createKyselySessionStore(db);
+  return checkedFirst(createKyselySessionStore(db), watchDatabaseFile(path));
 }

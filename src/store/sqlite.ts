@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import {
@@ -46,6 +46,44 @@ export function openSqliteDatabase(path: string): BetterSqlite3.Database {
     const reason = error instanceof Error ? error.message : String(error);
     throw new Error(`Cannot open the SQLite database at ${file}: ${reason}`, { cause: error });
   }
+}
+
+/**
+ * A check that the file at `path` is still the one SQLite opened, by device and inode. SQLite
+ * goes on reading and writing the file it has open after it was deleted or replaced (a data dir
+ * removed by mistake, a backup restored over a running server's database): every write was
+ * answered 201 or 200, then vanished with the next start. The check throws an error SQLite
+ * itself uses for a moved database, which the store tells as unavailable (503, fail-closed.ts).
+ */
+export function watchDatabaseFile(path: string): () => void {
+  if (path === ':memory:') return () => {};
+  const file = resolve(path);
+  const opened = statSync(file);
+  return () => {
+    const now = statSync(file, { throwIfNoEntry: false });
+    if (now?.dev === opened.dev && now.ino === opened.ino) return;
+    throw Object.assign(new Error(`The database file ${file} was removed or replaced while open`), {
+      code: 'SQLITE_READONLY_DBMOVED',
+    });
+  };
+}
+
+/**
+ * `store` with `check` run before each of its methods but `close`: a store whose file is gone
+ * answers nothing more, reads included (they would come from a database nobody will see again).
+ */
+export function checkedFirst<T extends object>(store: T, check: () => void): T {
+  const checked: Record<string, unknown> = {};
+  for (const [name, method] of Object.entries(store)) {
+    checked[name] =
+      typeof method === 'function' && name !== 'close'
+        ? async (...args: unknown[]) => {
+            check();
+            return (method as (...values: unknown[]) => Promise<unknown>).apply(store, args);
+          }
+        : method;
+  }
+  return checked as T;
 }
 
 /**
@@ -124,5 +162,5 @@ export async function openSqliteStore(path: string): Promise<Store> {
     const reason = error instanceof Error ? error.message : String(error);
     throw new Error(`Cannot open the SQLite database at ${path}: ${reason}`, { cause: error });
   }
-  return failClosed(createKyselyStore(db));
+  return failClosed(checkedFirst(createKyselyStore(db), watchDatabaseFile(path)));
 }

@@ -1,3 +1,4 @@
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -119,5 +120,43 @@ describe('metadata store down', () => {
     expect(deleted.status).toBe(204);
     expect(await dataFiles(server, 'originals')).not.toContain(id);
     expect((await fetch(`${server.url}/v1/images/${id}?w=50`)).status).toBe(401);
+  });
+});
+
+describe('the database file removed or replaced while the server runs', () => {
+  // Regression: SQLite goes on reading and writing the file it opened, gone from the data dir
+  // (deleted by mistake, a whole data dir removed, a backup restored over it). Uploads, changes and
+  // sessions were answered 201 and 200 and vanished with the next start, and /readyz said ok.
+  it('is a 503 for what needs the store, and /readyz says not ready', async () => {
+    const doomed = await startTestServer({ dev: true });
+    try {
+      const owner = await doomed.token('alice', 'images:read images:write');
+      const auth = { authorization: `Bearer ${owner}` };
+      const { id } = await uploadImage(doomed, owner, photo);
+      for (const suffix of ['', '-wal', '-shm']) await rm(join(doomed.dataDir, `pixgate.db${suffix}`));
+
+      const upload = await fetch(`${doomed.url}/v1/images`, {
+        method: 'POST',
+        headers: { ...auth, 'content-type': 'image/png' },
+        body: photo,
+      });
+      expect(upload.status).toBe(503);
+      expect(await upload.json()).toEqual(unavailable);
+      const patch = await fetch(`${doomed.url}/v1/images/${id}`, {
+        method: 'PATCH',
+        headers: { ...auth, 'content-type': 'application/json' },
+        body: '{"visibility":"public"}',
+      });
+      expect(patch.status).toBe(503);
+      const session = await fetch(`${doomed.url}/v1/sessions`, { method: 'POST', headers: auth });
+      expect(session.status).toBe(503);
+      const ready = await fetch(`${doomed.url}/readyz`);
+      expect(ready.status).toBe(503);
+      expect(await ready.json()).toEqual({ error: { code: 'unavailable', message: 'Not ready: store' } });
+      // Nothing was kept of the refused upload.
+      expect(await dataFiles(doomed, 'originals')).toEqual([id]);
+    } finally {
+      await doomed.destroy();
+    }
   });
 });
