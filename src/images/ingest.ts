@@ -88,18 +88,37 @@ export function createIngest(options: IngestOptions) {
   const { store, origin, tempDir } = options;
 
   /**
+   * Paths in the temp dir this process is at work on now (counted: two deletes of one image share
+   * a mark). A sweep never touches them, however old the wall clock makes them look: a clock that
+   * jumps ahead (a VM resumed, NTP stepping a clock far behind) ages every file at once.
+   */
+  const busy = new Map<string, number>();
+  async function whileBusy<T>(path: string, work: () => Promise<T>): Promise<T> {
+    busy.set(path, (busy.get(path) ?? 0) + 1);
+    try {
+      return await work();
+    } finally {
+      const left = (busy.get(path) ?? 1) - 1;
+      if (left === 0) busy.delete(path);
+      else busy.set(path, left);
+    }
+  }
+
+  /**
    * Streams into a temp file, refusing beyond the cap; returns its path and SHA-256. A failure
    * is told by its side: reading the source is the client's (it went away or sent a broken
    * body: 400), making and writing the temp file is ours (507 when the disk is full, otherwise
    * a 500 with the cause in the log). Hence a loop with each side's step in sight, not a
    * pipeline, which hands the first error of either side to both.
    */
-  async function receive(source: Readable): Promise<{ path: string; sha256: string; bytes: number }> {
+  async function receive(
+    source: Readable,
+    path: string,
+  ): Promise<{ path: string; sha256: string; bytes: number }> {
     // Listened to before the first await: a source that fails meanwhile (a file `pixgate import`
     // cannot open) would otherwise be an 'error' event nobody hears, which ends the process. The
     // stream keeps the error, and the loop below still fails with it.
     source.on('error', ignore);
-    const path = join(tempDir, `${UPLOAD_PREFIX}${randomBytes(12).toString('hex')}`);
     const hash = createHash('sha256');
     let bytes = 0;
     let file: FileHandle | undefined;
@@ -148,48 +167,51 @@ export function createIngest(options: IngestOptions) {
     const id = newImageId();
     const key = uploadKey(id);
     const pending = join(tempDir, `${PENDING_PREFIX}${id}`);
-    try {
-      await ours(writeFile(pending, `${key}\n`, { flag: 'wx', mode: 0o600 }));
-    } catch (error) {
-      await rm(received.path, { force: true });
-      throw error;
-    }
-    try {
-      await origin.write(key, received.path, facts.contentType);
-    } catch (error) {
-      // Nothing under the key, or the whole file (an S3 write that timed out here but completed
-      // there): deleted either way, and the mark stays if that fails too.
-      await origin.delete(key).then(() => rm(pending, { force: true }), ignore);
-      throw error;
-    }
-    const record: ImageRecord = {
-      id,
-      owner: image.owner,
-      visibility: image.visibility,
-      version: 1,
-      originKey: key,
-      originEtag: received.sha256,
-      format: facts.format,
-      width: facts.width,
-      height: facts.height,
-      bytes: received.bytes,
-      hasAlpha: facts.hasAlpha,
-      pages: facts.pages,
-      placeholder: facts.placeholder,
-      createdAt: new Date(options.now()),
-    };
-    try {
-      await store.insertImage(record, { ownerQuotaBytes: image.quotaBytes });
-    } catch (error) {
-      // The caller hears why it was not recorded (503, 403 quota_exceeded), not how the clean-up
-      // went: an original the origin would not delete now (S3 down) keeps its mark, and a sweep
-      // removes it later.
-      await origin.delete(key).then(() => rm(pending, { force: true }), ignore);
-      throw error;
-    }
-    // Recorded. A mark that cannot go now is harmless: a sweep finds the row and only drops it.
-    await rm(pending, { force: true }).catch(ignore);
-    return record;
+    // Under its mark from here: the move into the origin, and the row.
+    return whileBusy(pending, async () => {
+      try {
+        await ours(writeFile(pending, `${key}\n`, { flag: 'wx', mode: 0o600 }));
+      } catch (error) {
+        await rm(received.path, { force: true });
+        throw error;
+      }
+      try {
+        await origin.write(key, received.path, facts.contentType);
+      } catch (error) {
+        // Nothing under the key, or the whole file (an S3 write that timed out here but completed
+        // there): deleted either way, and the mark stays if that fails too.
+        await origin.delete(key).then(() => rm(pending, { force: true }), ignore);
+        throw error;
+      }
+      const record: ImageRecord = {
+        id,
+        owner: image.owner,
+        visibility: image.visibility,
+        version: 1,
+        originKey: key,
+        originEtag: received.sha256,
+        format: facts.format,
+        width: facts.width,
+        height: facts.height,
+        bytes: received.bytes,
+        hasAlpha: facts.hasAlpha,
+        pages: facts.pages,
+        placeholder: facts.placeholder,
+        createdAt: new Date(options.now()),
+      };
+      try {
+        await store.insertImage(record, { ownerQuotaBytes: image.quotaBytes });
+      } catch (error) {
+        // The caller hears why it was not recorded (503, 403 quota_exceeded), not how the clean-up
+        // went: an original the origin would not delete now (S3 down) keeps its mark, and a sweep
+        // removes it later.
+        await origin.delete(key).then(() => rm(pending, { force: true }), ignore);
+        throw error;
+      }
+      // Recorded. A mark that cannot go now is harmless: a sweep finds the row and only drops it.
+      await rm(pending, { force: true }).catch(ignore);
+      return record;
+    });
   }
 
   /**
@@ -211,18 +233,20 @@ export function createIngest(options: IngestOptions) {
      */
     async delete(image: ImageRecord): Promise<boolean> {
       const mark = join(tempDir, `${DELETING_PREFIX}${image.id}`);
-      // Best effort: a delete is never refused for want of the space to note it (a full disk).
-      const marked = await mkdir(tempDir, { recursive: true })
-        .then(() => writeFile(mark, '', { mode: 0o600 }))
-        .then(
-          () => true,
-          () => false,
-        );
-      try {
-        return await deleteImage(image);
-      } finally {
-        if (marked) await rm(mark, { force: true }).catch(ignore);
-      }
+      return whileBusy(mark, async () => {
+        // Best effort: a delete is never refused for want of the space to note it (a full disk).
+        const marked = await mkdir(tempDir, { recursive: true })
+          .then(() => writeFile(mark, '', { mode: 0o600 }))
+          .then(
+            () => true,
+            () => false,
+          );
+        try {
+          return await deleteImage(image);
+        } finally {
+          if (marked) await rm(mark, { force: true }).catch(ignore);
+        }
+      });
     },
     /**
      * Registers an original that already sits in the origin, without copying it: the key is
@@ -280,14 +304,17 @@ export function createIngest(options: IngestOptions) {
       image: NewImage,
       hooks: { afterSource?: () => Promise<void> } = {},
     ): Promise<ImageRecord> {
-      const received = await receive(source);
-      try {
-        await hooks.afterSource?.();
-      } catch (error) {
-        await rm(received.path, { force: true });
-        throw error;
-      }
-      return keep(received, image);
+      const path = join(tempDir, `${UPLOAD_PREFIX}${randomBytes(12).toString('hex')}`);
+      return whileBusy(path, async () => {
+        const received = await receive(source, path);
+        try {
+          await hooks.afterSource?.();
+        } catch (error) {
+          await rm(received.path, { force: true });
+          throw error;
+        }
+        return keep(received, image);
+      });
     },
     /**
      * Cleans up after crashes, only what has been left alone for an hour (STALE_TEMP_MS), since
@@ -314,6 +341,7 @@ export function createIngest(options: IngestOptions) {
       await Promise.all(
         names.map(async (name) => {
           const path = join(tempDir, name);
+          if (busy.has(path)) return;
           if (name.startsWith(UPLOAD_PREFIX)) {
             if (await isStale(path)) await rm(path, { force: true }).catch(ignore);
             return;

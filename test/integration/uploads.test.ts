@@ -4,7 +4,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { openStorage } from '../../src/main.js';
 import { walk } from '../../src/walk.js';
 import { eventually } from '../helpers/eventually.js';
@@ -609,6 +609,45 @@ describe('temp files of a crash, while the server runs', () => {
         expect(await readdir(tmp)).toEqual(['upload-fresh']);
       });
       expect(await readdir(join(running.dataDir, 'originals', 'Ab'))).toEqual([]);
+    } finally {
+      await running.destroy();
+    }
+  });
+
+  // Age is told by the wall clock (mtimes are wall-clock times): after it jumps ahead (a VM
+  // resumed, NTP stepping a clock that was far behind), every file looks old. A server never
+  // sweeps its own uploads in progress, whatever the clock says.
+  it('never removes the temp file of its own upload still arriving, even after the clock jumps ahead', async () => {
+    const running = await startTestServer({ dev: true }, { sweepIntervalMs: 50 });
+    try {
+      const photo = await photoWithGps(300, 300);
+      let sender!: ReadableStreamDefaultController<Uint8Array>;
+      const body = new ReadableStream<Uint8Array>({
+        start(controller) {
+          sender = controller;
+        },
+      });
+      const answer = fetch(`${running.url}/v1/images`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${await running.token('alice')}`, 'content-type': 'image/jpeg' },
+        body,
+        duplex: 'half',
+      } as RequestInit);
+      sender.enqueue(photo.subarray(0, 1000));
+      const tmp = join(running.dataDir, 'tmp');
+      await eventually(async () => {
+        expect((await readdir(tmp).catch(() => [])).some((name) => name.startsWith('upload-'))).toBe(true);
+      });
+      vi.useFakeTimers({ toFake: ['Date'] });
+      try {
+        vi.setSystemTime(Date.now() + 2 * 60 * 60 * 1000);
+        await new Promise((resolve) => setTimeout(resolve, 300));
+      } finally {
+        vi.useRealTimers();
+      }
+      sender.enqueue(photo.subarray(1000));
+      sender.close();
+      expect((await answer).status).toBe(201);
     } finally {
       await running.destroy();
     }
