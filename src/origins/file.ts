@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { access, copyFile, type FileHandle, mkdir, open, rename, rm } from 'node:fs/promises';
 import { dirname, relative, resolve, sep } from 'node:path';
@@ -62,7 +61,9 @@ export function createFileOrigin(root: string, pool?: BufferPool): Origin {
         } catch (error) {
           if ((error as NodeJS.ErrnoException).code !== 'EXDEV') throw error;
           // Another filesystem: copy next to the target, then rename, so the key is never partial.
-          const staged = `${path}.${randomBytes(6).toString('hex')}.partial`;
+          // One name per key (keys are written once), so that `delete` also removes a copy a
+          // crash cut short.
+          const staged = stagedPath(path);
           try {
             await copyFile(tempPath, staged);
             await rename(staged, path);
@@ -78,7 +79,9 @@ export function createFileOrigin(root: string, pool?: BufferPool): Origin {
     },
 
     async delete(key: string): Promise<void> {
-      await rm(pathOf(key), { force: true });
+      const path = pathOf(key);
+      await rm(path, { force: true });
+      await rm(stagedPath(path), { force: true });
     },
 
     async check(): Promise<void> {
@@ -103,6 +106,9 @@ export function createFileOrigin(root: string, pool?: BufferPool): Origin {
     },
   };
 }
+
+/** Where `write` copies a file from another filesystem before renaming it to `path`. */
+const stagedPath = (path: string) => `${path}.partial`;
 
 async function readFully(handle: FileHandle, target: Buffer): Promise<number> {
   let offset = 0;

@@ -614,6 +614,42 @@ describe('temp files of a crash, while the server runs', () => {
     }
   });
 
+  // Regression: with the originals on another filesystem than the data dir, an upload is copied
+  // next to its key under a random name, then renamed: a crash during the copy left that file for
+  // ever, where `register --prefix` would even list it.
+  it('on another filesystem, the copy a crash cut short goes with its original', async () => {
+    const disk = await mountTinyDisk(16 * 1024 * 1024);
+    let running: TestServer | undefined;
+    try {
+      running = await startTestServer({ dev: true, storage: `file:${disk.dir}` }, { sweepIntervalMs: 100 });
+      const owner = await running.token('alice');
+      const stored = await fetch(`${running.url}/v1/images`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${owner}`, 'content-type': 'image/png' },
+        body: (await synth('png', 40, 30)).body,
+      });
+      expect(stored.status).toBe(201);
+      const { id: kept } = (await stored.json()) as { id: string };
+      expect(await readdir(join(disk.dir, kept.slice(0, 2)))).toEqual([kept]);
+
+      // What a crash during the copy leaves: the mark, and part of the copy beside the key.
+      const id = 'AbCdEfGhIjKlMnOpQrStUv';
+      await mkdir(join(disk.dir, 'Ab'), { recursive: true });
+      await writeFile(join(disk.dir, 'Ab', `${id}.partial`), 'the first bytes');
+      const tmp = join(running.dataDir, 'tmp');
+      await writeFile(join(tmp, `pending-${id}`), `Ab/${id}\n`);
+      const ago = new Date(Date.now() - 2 * 60 * 60 * 1000);
+      await utimes(join(tmp, `pending-${id}`), ago, ago);
+      await eventually(async () => {
+        expect(await readdir(tmp)).toEqual([]);
+      });
+      expect(await readdir(join(disk.dir, 'Ab'))).toEqual([]);
+    } finally {
+      await running?.destroy();
+      await disk.unmount();
+    }
+  });
+
   // Age is told by the wall clock (mtimes are wall-clock times): after it jumps ahead (a VM
   // resumed, NTP stepping a clock that was far behind), every file looks old. A server never
   // sweeps its own uploads in progress, whatever the clock says.
