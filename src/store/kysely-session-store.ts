@@ -58,7 +58,7 @@ export function createKyselySessionStore(db: Kysely<Database>): SessionStore {
 /** Its own connection to the SQLite file (WAL: it never blocks the image reads). */
 export async function openSqliteSessionStore(path: string): Promise<SessionStore> {
   const db = new Kysely<Database>({
-    dialect: new ImmediateSqliteDialect({ database: openSqliteDatabase(path) }),
+    dialect: new ImmediateSqliteDialect({ database: openSqliteDatabase(path, { busyTimeoutMs: 0 }) }),
   });
   try {
     await migrateToLatest(db);

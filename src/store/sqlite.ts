@@ -1,5 +1,6 @@
 import { mkdirSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import BetterSqlite3 from 'better-sqlite3';
 import {
   CompiledQuery,
@@ -7,6 +8,7 @@ import {
   type DialectAdapter,
   type Driver,
   Kysely,
+  type QueryResult,
   SqliteAdapter,
   SqliteDialect,
   type SqliteDialectConfig,
@@ -23,9 +25,13 @@ const BUSY_TIMEOUT_MS = 5000;
 
 /**
  * Opens the SQLite file (creating it and its directory) with the pragmas pixgate relies on.
- * `:memory:` gives a private in-memory database (tests).
+ * `:memory:` gives a private in-memory database (tests). `busyTimeoutMs: 0` for a connection
+ * behind ImmediateSqliteDialect, which waits out a lock itself without blocking the event loop.
  */
-export function openSqliteDatabase(path: string): BetterSqlite3.Database {
+export function openSqliteDatabase(
+  path: string,
+  { busyTimeoutMs = BUSY_TIMEOUT_MS }: { readonly busyTimeoutMs?: number } = {},
+): BetterSqlite3.Database {
   const inMemory = path === ':memory:';
   const file = inMemory ? path : resolve(path);
   let sqlite: BetterSqlite3.Database | undefined;
@@ -37,7 +43,7 @@ export function openSqliteDatabase(path: string): BetterSqlite3.Database {
     // WAL mode and loses at most the last transactions on power loss, for far fewer fsyncs.
     sqlite.pragma('journal_mode = WAL');
     sqlite.pragma('synchronous = NORMAL');
-    sqlite.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+    sqlite.pragma(`busy_timeout = ${busyTimeoutMs}`);
     // Off by default in SQLite; later tables (share links, sessions) reference images.
     sqlite.pragma('foreign_keys = ON');
     return sqlite;
@@ -98,9 +104,45 @@ export function checkedFirst<T extends object>(store: T, check: () => void): T {
  * only once the first has committed them, and a migration that fails leaves nothing half done.
  */
 class ImmediateSqliteDriver extends SqliteDriver {
+  #patient: { inner: DatabaseConnection; outer: DatabaseConnection } | undefined;
+
+  override async acquireConnection(): Promise<DatabaseConnection> {
+    const inner = await super.acquireConnection();
+    if (this.#patient?.inner !== inner) this.#patient = { inner, outer: patient(inner) };
+    return this.#patient.outer;
+  }
+
   override async beginTransaction(connection: DatabaseConnection): Promise<void> {
     await connection.executeQuery(CompiledQuery.raw('begin immediate'));
   }
+}
+
+/**
+ * better-sqlite3 waits out a lock (busy_timeout) synchronously, holding the event loop. When the
+ * lock is held by this very process (a DELETE's transaction awaiting the origin's delete, seen
+ * from the session store's own connection), nothing can release it meanwhile: every request
+ * stalled for the whole timeout, then the write failed (503). The connection is opened with no
+ * busy timeout instead, and a statement SQLite refused as busy (it ran nothing) is retried after
+ * a short sleep, for as long as the busy timeout would have waited.
+ */
+function patient(connection: DatabaseConnection): DatabaseConnection {
+  return {
+    async executeQuery<R>(query: CompiledQuery): Promise<QueryResult<R>> {
+      const deadline = Date.now() + BUSY_TIMEOUT_MS;
+      for (let wait = 1; ; wait = Math.min(wait * 2, 25)) {
+        try {
+          return await connection.executeQuery<R>(query);
+        } catch (error) {
+          const code = (error as { code?: unknown } | null)?.code;
+          if (typeof code !== 'string' || !code.startsWith('SQLITE_BUSY') || Date.now() >= deadline) {
+            throw error;
+          }
+        }
+        await sleep(wait);
+      }
+    },
+    streamQuery: (query, chunkSize) => connection.streamQuery(query, chunkSize),
+  };
 }
 
 class TransactionalDdlSqliteAdapter extends SqliteAdapter {
@@ -151,7 +193,7 @@ function withStatementCache(sqlite: BetterSqlite3.Database, maxStatements = 256)
 
 /** The embedded Store: one SQLite file, migrated to the latest schema before it is returned. */
 export async function openSqliteStore(path: string): Promise<Store> {
-  const sqlite = openSqliteDatabase(path);
+  const sqlite = openSqliteDatabase(path, { busyTimeoutMs: 0 });
   const db = new Kysely<Database>({
     dialect: new ImmediateSqliteDialect({ database: withStatementCache(sqlite) }),
   });

@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import BetterSqlite3 from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
+import { openSqliteSessionStore } from '../../../src/store/kysely-session-store.js';
 import { openSqliteDatabase, openSqliteStore } from '../../../src/store/sqlite.js';
 import { describeStoreConformance, makeImage } from './store-conformance.js';
 
@@ -195,4 +196,37 @@ describe('processes opening a new database at once', () => {
       expect(answers).toEqual(['ok', 'ok', 'ok', 'ok']);
     }
   }, 60_000);
+});
+
+describe('the session store beside the image store, in one process', () => {
+  it('waits for a DELETE holding the write lock without stopping the event loop', async () => {
+    const path = freshPath();
+    const store = await openSqliteStore(path);
+    const sessions = await openSqliteSessionStore(path);
+    try {
+      const image = makeImage();
+      await store.insertImage(image);
+      // The origin's delete (an S3 call) takes a while; meanwhile a browser signs in.
+      const originDelete = new Promise<void>((resolve) => setTimeout(resolve, 100));
+      const deleted = store.deleteImage(image.id, { beforeCommit: () => originDelete });
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      const started = Date.now();
+      const session = sessions.insert({
+        idHash: 'h',
+        subject: 'alice',
+        scopes: [],
+        expiresAt: Date.now() + 60_000,
+        createdAt: Date.now(),
+      });
+      // Synchronous up to here: a session write that spun on SQLite's busy handler would have
+      // held the event loop (and so the DELETE it waits for) for the whole busy timeout.
+      expect(Date.now() - started).toBeLessThan(1000);
+      await expect(deleted).resolves.toBe(true);
+      await expect(session).resolves.toBeUndefined();
+      expect(Date.now() - started).toBeLessThan(1000);
+    } finally {
+      await sessions.close();
+      await store.close();
+    }
+  }, 20_000);
 });
