@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { type FileHandle, mkdir, open, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { type FileHandle, mkdir, open, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { sha256OfBytes } from '../digest.js';
@@ -30,6 +30,8 @@ export interface IngestOptions {
   /** The most frames an animated render decodes: the upload decodes them all once. */
   readonly maxFrames: number;
   readonly now: () => number;
+  /** How often a mark of work in progress is touched, so no sweep finds it stale; tests shorten it. */
+  readonly markRefreshMs?: number;
 }
 
 export interface NewImage {
@@ -57,6 +59,14 @@ export const tooLarge = (maxBytes: number) =>
  * seconds, not an hour.
  */
 const STALE_TEMP_MS = 60 * 60 * 1000;
+
+/**
+ * A mark is touched this often while its work goes on: another process's sweep (a second server,
+ * `pixgate import`) cannot tell our work from a crash's leftovers but by the mtime, and an origin
+ * write can outlast STALE_TEMP_MS (a large upload to S3 over a poor link). Found stale between the
+ * write and the row, the mark's original was deleted, then recorded: a 201 for an image gone.
+ */
+const MARK_REFRESH_MS = 60 * 1000;
 
 const ignore = () => {};
 
@@ -93,11 +103,18 @@ export function createIngest(options: IngestOptions) {
    * jumps ahead (a VM resumed, NTP stepping a clock far behind) ages every file at once.
    */
   const busy = new Map<string, number>();
-  async function whileBusy<T>(path: string, work: () => Promise<T>): Promise<T> {
+  async function whileBusy<T>(path: string, work: () => Promise<T>, refresh = false): Promise<T> {
     busy.set(path, (busy.get(path) ?? 0) + 1);
+    const touch = () => {
+      const now = new Date();
+      utimes(path, now, now).catch(ignore);
+    };
+    const refresher = refresh ? setInterval(touch, options.markRefreshMs ?? MARK_REFRESH_MS) : undefined;
+    refresher?.unref();
     try {
       return await work();
     } finally {
+      clearInterval(refresher);
       const left = (busy.get(path) ?? 1) - 1;
       if (left === 0) busy.delete(path);
       else busy.set(path, left);
@@ -168,50 +185,54 @@ export function createIngest(options: IngestOptions) {
     const key = uploadKey(id);
     const pending = join(tempDir, `${PENDING_PREFIX}${id}`);
     // Under its mark from here: the move into the origin, and the row.
-    return whileBusy(pending, async () => {
-      try {
-        await ours(writeFile(pending, `${key}\n`, { flag: 'wx', mode: 0o600 }));
-      } catch (error) {
-        await rm(received.path, { force: true });
-        throw error;
-      }
-      try {
-        await origin.write(key, received.path, facts.contentType);
-      } catch (error) {
-        // Nothing under the key, or the whole file (an S3 write that timed out here but completed
-        // there): deleted either way, and the mark stays if that fails too.
-        await origin.delete(key).then(() => rm(pending, { force: true }), ignore);
-        throw error;
-      }
-      const record: ImageRecord = {
-        id,
-        owner: image.owner,
-        visibility: image.visibility,
-        version: 1,
-        originKey: key,
-        originEtag: received.sha256,
-        format: facts.format,
-        width: facts.width,
-        height: facts.height,
-        bytes: received.bytes,
-        hasAlpha: facts.hasAlpha,
-        pages: facts.pages,
-        placeholder: facts.placeholder,
-        createdAt: new Date(options.now()),
-      };
-      try {
-        await store.insertImage(record, { ownerQuotaBytes: image.quotaBytes });
-      } catch (error) {
-        // The caller hears why it was not recorded (503, 403 quota_exceeded), not how the clean-up
-        // went: an original the origin would not delete now (S3 down) keeps its mark, and a sweep
-        // removes it later.
-        await origin.delete(key).then(() => rm(pending, { force: true }), ignore);
-        throw error;
-      }
-      // Recorded. A mark that cannot go now is harmless: a sweep finds the row and only drops it.
-      await rm(pending, { force: true }).catch(ignore);
-      return record;
-    });
+    return whileBusy(
+      pending,
+      async () => {
+        try {
+          await ours(writeFile(pending, `${key}\n`, { flag: 'wx', mode: 0o600 }));
+        } catch (error) {
+          await rm(received.path, { force: true });
+          throw error;
+        }
+        try {
+          await origin.write(key, received.path, facts.contentType);
+        } catch (error) {
+          // Nothing under the key, or the whole file (an S3 write that timed out here but completed
+          // there): deleted either way, and the mark stays if that fails too.
+          await origin.delete(key).then(() => rm(pending, { force: true }), ignore);
+          throw error;
+        }
+        const record: ImageRecord = {
+          id,
+          owner: image.owner,
+          visibility: image.visibility,
+          version: 1,
+          originKey: key,
+          originEtag: received.sha256,
+          format: facts.format,
+          width: facts.width,
+          height: facts.height,
+          bytes: received.bytes,
+          hasAlpha: facts.hasAlpha,
+          pages: facts.pages,
+          placeholder: facts.placeholder,
+          createdAt: new Date(options.now()),
+        };
+        try {
+          await store.insertImage(record, { ownerQuotaBytes: image.quotaBytes });
+        } catch (error) {
+          // The caller hears why it was not recorded (503, 403 quota_exceeded), not how the clean-up
+          // went: an original the origin would not delete now (S3 down) keeps its mark, and a sweep
+          // removes it later.
+          await origin.delete(key).then(() => rm(pending, { force: true }), ignore);
+          throw error;
+        }
+        // Recorded. A mark that cannot go now is harmless: a sweep finds the row and only drops it.
+        await rm(pending, { force: true }).catch(ignore);
+        return record;
+      },
+      true,
+    );
   }
 
   /**
@@ -233,20 +254,24 @@ export function createIngest(options: IngestOptions) {
      */
     async delete(image: ImageRecord): Promise<boolean> {
       const mark = join(tempDir, `${DELETING_PREFIX}${image.id}`);
-      return whileBusy(mark, async () => {
-        // Best effort: a delete is never refused for want of the space to note it (a full disk).
-        const marked = await mkdir(tempDir, { recursive: true })
-          .then(() => writeFile(mark, '', { mode: 0o600 }))
-          .then(
-            () => true,
-            () => false,
-          );
-        try {
-          return await deleteImage(image);
-        } finally {
-          if (marked) await rm(mark, { force: true }).catch(ignore);
-        }
-      });
+      return whileBusy(
+        mark,
+        async () => {
+          // Best effort: a delete is never refused for want of the space to note it (a full disk).
+          const marked = await mkdir(tempDir, { recursive: true })
+            .then(() => writeFile(mark, '', { mode: 0o600 }))
+            .then(
+              () => true,
+              () => false,
+            );
+          try {
+            return await deleteImage(image);
+          } finally {
+            if (marked) await rm(mark, { force: true }).catch(ignore);
+          }
+        },
+        true,
+      );
     },
     /**
      * Registers an original that already sits in the origin, without copying it: the key is
