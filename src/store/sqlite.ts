@@ -38,6 +38,10 @@ export function openSqliteDatabase(
   try {
     if (!inMemory) mkdirSync(dirname(file), { recursive: true });
     sqlite = new BetterSqlite3(file);
+    // While opening, a lock is waited out synchronously (nothing else runs yet): switching a new
+    // file to WAL takes it, and another process opening the same new file may hold it (they
+    // failed with "database is locked" before this waited).
+    sqlite.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
     // WAL: readers do not block the writer nor the writer the readers (image reads go on
     // while an upload is recorded). synchronous=NORMAL is durable against a process crash in
     // WAL mode and loses at most the last transactions on power loss, for far fewer fsyncs.
@@ -128,13 +132,14 @@ class ImmediateSqliteDriver extends SqliteDriver {
 function patient(connection: DatabaseConnection): DatabaseConnection {
   return {
     async executeQuery<R>(query: CompiledQuery): Promise<QueryResult<R>> {
-      const deadline = Date.now() + BUSY_TIMEOUT_MS;
+      // Monotonic: a wall clock stepped back must not stretch the wait.
+      const deadline = performance.now() + BUSY_TIMEOUT_MS;
       for (let wait = 1; ; wait = Math.min(wait * 2, 25)) {
         try {
           return await connection.executeQuery<R>(query);
         } catch (error) {
           const code = (error as { code?: unknown } | null)?.code;
-          if (typeof code !== 'string' || !code.startsWith('SQLITE_BUSY') || Date.now() >= deadline) {
+          if (typeof code !== 'string' || !code.startsWith('SQLITE_BUSY') || performance.now() >= deadline) {
             throw error;
           }
         }
