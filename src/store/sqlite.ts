@@ -23,6 +23,32 @@ import type { Store } from './store.js';
 /** How long a statement waits for another connection's write lock before SQLITE_BUSY. */
 const BUSY_TIMEOUT_MS = 5000;
 
+const isBusy = (error: unknown) => {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && code.startsWith('SQLITE_BUSY');
+};
+
+/**
+ * `journal_mode = WAL` on a new file needs its exclusive lock, and SQLite refuses that at once,
+ * without waiting out the busy timeout (waiting could deadlock), while another process opening
+ * the same new file holds a lock on it: one of several processes opening a new data dir at once
+ * failed to start, "database is locked". Tried again for up to the busy timeout; this runs while
+ * opening, before anything else does, so the wait may hold the thread.
+ */
+function switchToWal(sqlite: BetterSqlite3.Database): void {
+  const deadline = performance.now() + BUSY_TIMEOUT_MS;
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  for (;;) {
+    try {
+      sqlite.pragma('journal_mode = WAL');
+      return;
+    } catch (error) {
+      if (!isBusy(error) || performance.now() >= deadline) throw error;
+      Atomics.wait(pause, 0, 0, 10);
+    }
+  }
+}
+
 /**
  * Opens the SQLite file (creating it and its directory) with the pragmas pixgate relies on.
  * `:memory:` gives a private in-memory database (tests). `busyTimeoutMs: 0` for a connection
@@ -38,14 +64,13 @@ export function openSqliteDatabase(
   try {
     if (!inMemory) mkdirSync(dirname(file), { recursive: true });
     sqlite = new BetterSqlite3(file);
-    // While opening, a lock is waited out synchronously (nothing else runs yet): switching a new
-    // file to WAL takes it, and another process opening the same new file may hold it (they
-    // failed with "database is locked" before this waited).
+    // While opening, locks are waited out synchronously: nothing else runs yet. Afterwards the
+    // connection keeps `busyTimeoutMs` (0 behind ImmediateSqliteDialect, which waits itself).
     sqlite.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
     // WAL: readers do not block the writer nor the writer the readers (image reads go on
     // while an upload is recorded). synchronous=NORMAL is durable against a process crash in
     // WAL mode and loses at most the last transactions on power loss, for far fewer fsyncs.
-    sqlite.pragma('journal_mode = WAL');
+    switchToWal(sqlite);
     sqlite.pragma('synchronous = NORMAL');
     sqlite.pragma(`busy_timeout = ${busyTimeoutMs}`);
     // Off by default in SQLite; later tables (share links, sessions) reference images.
@@ -138,10 +163,7 @@ function patient(connection: DatabaseConnection): DatabaseConnection {
         try {
           return await connection.executeQuery<R>(query);
         } catch (error) {
-          const code = (error as { code?: unknown } | null)?.code;
-          if (typeof code !== 'string' || !code.startsWith('SQLITE_BUSY') || performance.now() >= deadline) {
-            throw error;
-          }
+          if (!isBusy(error) || performance.now() >= deadline) throw error;
         }
         await sleep(wait);
       }
