@@ -4,6 +4,7 @@ import { type Credential, extractCredential } from '../auth/credentials.js';
 import type { Principal } from '../auth/principal.js';
 import { isAppError } from '../errors.js';
 import type { Limits } from '../limits/limits.js';
+import { headerLines } from './headers.js';
 import { requestState } from './request-state.js';
 
 export interface Caller {
@@ -23,11 +24,7 @@ export function rawQuery(request: FastifyRequest): URLSearchParams {
  * (Node keeps the first of repeated Authorization lines and drops the others).
  */
 function authorizationHeader(request: FastifyRequest): string | string[] | undefined {
-  const raw = request.raw.rawHeaders;
-  const lines: string[] = [];
-  for (let i = 0; i + 1 < raw.length; i += 2) {
-    if (raw[i]?.toLowerCase() === 'authorization') lines.push(raw[i + 1] ?? '');
-  }
+  const lines = headerLines(request.raw, 'authorization');
   return lines.length > 1 ? lines : request.headers.authorization;
 }
 

@@ -1,5 +1,18 @@
-import type { IncomingHttpHeaders } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { AppError } from '../errors.js';
+
+/**
+ * Every line of header `name` (lower-case) as sent. `request.headers` hides repeats: Node keeps
+ * the first Host or Authorization line and drops the others.
+ */
+export function headerLines(request: IncomingMessage, name: string): string[] {
+  const raw = request.rawHeaders;
+  const lines: string[] = [];
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    if (raw[i]?.toLowerCase() === name) lines.push(raw[i + 1] ?? '');
+  }
+  return lines;
+}
 
 /**
  * Headers every response carries (SPEC §3, §4): no MIME sniffing, no Referer carrying a

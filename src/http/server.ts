@@ -26,7 +26,7 @@ import { recordAllowedMethods } from './allowed-methods.js';
 import { createIdentify } from './authenticate.js';
 import { deferContinueForUploads } from './continue.js';
 import { registerCors } from './cors.js';
-import { securityHeaders } from './headers.js';
+import { headerLines, securityHeaders } from './headers.js';
 import { sendClientError, sendError, writeRawError } from './reply.js';
 import { markEndedEarly, requestState } from './request-state.js';
 import { createCapabilities } from './routes/capabilities.js';
@@ -72,16 +72,6 @@ function hostHeaderName(host: string | undefined): string {
 /** RFC 3986 host (IP literal, IPv4 or registered name) and optional port: what a Host may hold. */
 const HOST_VALUE = /^(?:\[[\w:.~!$&'()*+,;=-]+\]|[\w.~!$&'()*+,;=%-]*)(?::\d*)?$/;
 
-/** The Host header lines as sent: Node keeps the first of several and drops the others. */
-function hostLines(request: FastifyRequest): string[] {
-  const raw = request.raw.rawHeaders;
-  const lines: string[] = [];
-  for (let i = 0; i + 1 < raw.length; i += 2) {
-    if (raw[i]?.toLowerCase() === 'host') lines.push(raw[i + 1] ?? '');
-  }
-  return lines;
-}
-
 /** The codings a Transfer-Encoding or Content-Encoding header lists, lower-cased, parameters dropped. */
 function codings(header: string | undefined): string[] {
   if (header === undefined) return [];
@@ -103,7 +93,7 @@ function codings(header: string | undefined): string[] {
  */
 function refuseFraming(request: FastifyRequest): AppError | undefined {
   const close = { connection: 'close' };
-  const hosts = hostLines(request);
+  const hosts = headerLines(request.raw, 'host');
   if (hosts.length > 1 || (hosts.length === 1 && !HOST_VALUE.test(hosts[0] ?? ''))) {
     return new AppError('invalid_request', 'The request needs exactly one valid Host header', {
       headers: close,
