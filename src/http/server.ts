@@ -84,7 +84,8 @@ function codings(header: string | undefined): string[] {
 /**
  * What Node's parser lets through but pixgate cannot honour, refused before any body is read
  * (each closes the connection: what is left of the request is not ours to parse).
- * - More than one Host line, or one that is not a host (RFC 9112 §3.2: 400).
+ * - No Host in HTTP/1.1 (HTTP/1.0 has none), more than one Host line, or one that is not a host
+ *   (RFC 9112 §3.2: 400, as Node would answer the first itself; requireHostHeader is off).
  * - Transfer-Encoding in an HTTP/1.0 request: its framing is faulty (RFC 9112 §6.1: 400).
  * - A transfer coding other than chunked: Node decodes chunked and passes the rest on undecoded
  *   (RFC 9112 §6.1: 501).
@@ -94,6 +95,9 @@ function codings(header: string | undefined): string[] {
 function refuseFraming(request: FastifyRequest): AppError | undefined {
   const close = { connection: 'close' };
   const hosts = headerLines(request.raw, 'host');
+  if (hosts.length === 0 && request.raw.httpVersion === '1.1') {
+    return new AppError('invalid_request', 'The request has no Host header', { headers: close });
+  }
   if (hosts.length > 1 || (hosts.length === 1 && !HOST_VALUE.test(hosts[0] ?? ''))) {
     return new AppError('invalid_request', 'The request needs exactly one valid Host header', {
       headers: close,
@@ -279,16 +283,6 @@ export async function buildServer(parts: ServerParts): Promise<FastifyInstance> 
   app.addHook('onRequest', (request, reply, done) => {
     reply.headers(securityHeaders);
     recordWhenClosed(request, reply);
-    // HTTP/1.1 requires Host (RFC 9112 §3.2: answered 400, as Node would); the connection closes,
-    // as Node's would. HTTP/1.0 has no Host.
-    if (request.headers.host === undefined && request.raw.httpVersion === '1.1') {
-      done(
-        new AppError('invalid_request', 'The request has no Host header', {
-          headers: { connection: 'close' },
-        }),
-      );
-      return;
-    }
     const refusal = refuseFraming(request);
     if (refusal) {
       done(refusal);
