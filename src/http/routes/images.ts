@@ -72,9 +72,9 @@ export function imageMeta(image: ImageRecord, showOwner: boolean) {
  * for it. PATCH and DELETE evaluate If-Match and If-None-Match against it (the image's selected
  * representation for its owner, RFC 9110 §13.1).
  */
-function originalEtag(record: ImageRecord, request: FastifyRequest): string {
+function originalEtag(record: ImageRecord, asJson: boolean): string {
   const etag = `"${record.originEtag}"`;
-  return wantsJsonForm(request.headers.accept) ? jsonFormEtag(etag) : etag;
+  return asJson ? jsonFormEtag(etag) : etag;
 }
 
 const visibilitySchema = z.enum(visibilities as [string, ...string[]], {
@@ -164,7 +164,7 @@ export async function registerImageRoutes(app: FastifyInstance, options: ImageRo
     if (decision.kind === 'original') {
       reply.header('vary', vary).header('cache-control', caching);
       const asJson = wantsJsonForm(request.headers.accept);
-      const etag = originalEtag(record, request);
+      const etag = originalEtag(record, asJson);
       reply.header('etag', etag);
       if (evaluatePreconditions(request, etag) === 'not-modified') return reply.code(304).send();
       // Known before reading a byte from the origin.
@@ -328,7 +328,7 @@ export async function registerImageRoutes(app: FastifyInstance, options: ImageRo
     readParams(rawQuery(request), []);
     const image = await findImage(request.params.id);
     authorizeChange(caller.principal, image, policy);
-    evaluatePreconditions(request, originalEtag(image as ImageRecord, request));
+    evaluatePreconditions(request, originalEtag(image as ImageRecord, wantsJsonForm(request.headers.accept)));
     const body = patchSchema.safeParse(request.body);
     if (!body.success) {
       throw new AppError('invalid_request', body.error.issues[0]?.message ?? 'Expected { "visibility" }');
@@ -347,7 +347,7 @@ export async function registerImageRoutes(app: FastifyInstance, options: ImageRo
     const image = await findImage(request.params.id);
     authorizeChange(caller.principal, image, policy);
     const record = image as ImageRecord;
-    evaluatePreconditions(request, originalEtag(record, request));
+    evaluatePreconditions(request, originalEtag(record, wantsJsonForm(request.headers.accept)));
     // The row and the original go as one (Store.deleteImage, through ingest, which notes the
     // delete so that a sweep finishes one a crash cut short): a store that cannot take the
     // deletion (locked: 503) refuses before the original is touched, and an origin that refuses
