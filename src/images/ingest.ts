@@ -100,17 +100,19 @@ export function createIngest(options: IngestOptions) {
   /**
    * Paths in the temp dir this process is at work on now (counted: two deletes of one image share
    * a mark). A sweep never touches them, however old the wall clock makes them look: a clock that
-   * jumps ahead (a VM resumed, NTP stepping a clock far behind) ages every file at once.
+   * jumps ahead (a VM resumed, NTP stepping a clock far behind) ages every file at once. They are
+   * touched every MARK_REFRESH_MS meanwhile, for other processes' sweeps, which see only mtimes.
    */
   const busy = new Map<string, number>();
-  async function whileBusy<T>(path: string, work: () => Promise<T>, refresh = false): Promise<T> {
+  async function whileBusy<T>(path: string, work: () => Promise<T>): Promise<T> {
     busy.set(path, (busy.get(path) ?? 0) + 1);
     const touch = () => {
       const now = new Date();
+      // Gone meanwhile (moved into the origin, or removed): nothing to keep fresh.
       utimes(path, now, now).catch(ignore);
     };
-    const refresher = refresh ? setInterval(touch, options.markRefreshMs ?? MARK_REFRESH_MS) : undefined;
-    refresher?.unref();
+    const refresher = setInterval(touch, options.markRefreshMs ?? MARK_REFRESH_MS);
+    refresher.unref();
     try {
       return await work();
     } finally {
@@ -185,54 +187,50 @@ export function createIngest(options: IngestOptions) {
     const key = uploadKey(id);
     const pending = join(tempDir, `${PENDING_PREFIX}${id}`);
     // Under its mark from here: the move into the origin, and the row.
-    return whileBusy(
-      pending,
-      async () => {
-        try {
-          await ours(writeFile(pending, `${key}\n`, { flag: 'wx', mode: 0o600 }));
-        } catch (error) {
-          await rm(received.path, { force: true });
-          throw error;
-        }
-        try {
-          await origin.write(key, received.path, facts.contentType);
-        } catch (error) {
-          // Nothing under the key, or the whole file (an S3 write that timed out here but completed
-          // there): deleted either way, and the mark stays if that fails too.
-          await origin.delete(key).then(() => rm(pending, { force: true }), ignore);
-          throw error;
-        }
-        const record: ImageRecord = {
-          id,
-          owner: image.owner,
-          visibility: image.visibility,
-          version: 1,
-          originKey: key,
-          originEtag: received.sha256,
-          format: facts.format,
-          width: facts.width,
-          height: facts.height,
-          bytes: received.bytes,
-          hasAlpha: facts.hasAlpha,
-          pages: facts.pages,
-          placeholder: facts.placeholder,
-          createdAt: new Date(options.now()),
-        };
-        try {
-          await store.insertImage(record, { ownerQuotaBytes: image.quotaBytes });
-        } catch (error) {
-          // The caller hears why it was not recorded (503, 403 quota_exceeded), not how the clean-up
-          // went: an original the origin would not delete now (S3 down) keeps its mark, and a sweep
-          // removes it later.
-          await origin.delete(key).then(() => rm(pending, { force: true }), ignore);
-          throw error;
-        }
-        // Recorded. A mark that cannot go now is harmless: a sweep finds the row and only drops it.
-        await rm(pending, { force: true }).catch(ignore);
-        return record;
-      },
-      true,
-    );
+    return whileBusy(pending, async () => {
+      try {
+        await ours(writeFile(pending, `${key}\n`, { flag: 'wx', mode: 0o600 }));
+      } catch (error) {
+        await rm(received.path, { force: true });
+        throw error;
+      }
+      try {
+        await origin.write(key, received.path, facts.contentType);
+      } catch (error) {
+        // Nothing under the key, or the whole file (an S3 write that timed out here but completed
+        // there): deleted either way, and the mark stays if that fails too.
+        await origin.delete(key).then(() => rm(pending, { force: true }), ignore);
+        throw error;
+      }
+      const record: ImageRecord = {
+        id,
+        owner: image.owner,
+        visibility: image.visibility,
+        version: 1,
+        originKey: key,
+        originEtag: received.sha256,
+        format: facts.format,
+        width: facts.width,
+        height: facts.height,
+        bytes: received.bytes,
+        hasAlpha: facts.hasAlpha,
+        pages: facts.pages,
+        placeholder: facts.placeholder,
+        createdAt: new Date(options.now()),
+      };
+      try {
+        await store.insertImage(record, { ownerQuotaBytes: image.quotaBytes });
+      } catch (error) {
+        // The caller hears why it was not recorded (503, 403 quota_exceeded), not how the clean-up
+        // went: an original the origin would not delete now (S3 down) keeps its mark, and a sweep
+        // removes it later.
+        await origin.delete(key).then(() => rm(pending, { force: true }), ignore);
+        throw error;
+      }
+      // Recorded. A mark that cannot go now is harmless: a sweep finds the row and only drops it.
+      await rm(pending, { force: true }).catch(ignore);
+      return record;
+    });
   }
 
   /**
@@ -254,24 +252,20 @@ export function createIngest(options: IngestOptions) {
      */
     async delete(image: ImageRecord): Promise<boolean> {
       const mark = join(tempDir, `${DELETING_PREFIX}${image.id}`);
-      return whileBusy(
-        mark,
-        async () => {
-          // Best effort: a delete is never refused for want of the space to note it (a full disk).
-          const marked = await mkdir(tempDir, { recursive: true })
-            .then(() => writeFile(mark, '', { mode: 0o600 }))
-            .then(
-              () => true,
-              () => false,
-            );
-          try {
-            return await deleteImage(image);
-          } finally {
-            if (marked) await rm(mark, { force: true }).catch(ignore);
-          }
-        },
-        true,
-      );
+      return whileBusy(mark, async () => {
+        // Best effort: a delete is never refused for want of the space to note it (a full disk).
+        const marked = await mkdir(tempDir, { recursive: true })
+          .then(() => writeFile(mark, '', { mode: 0o600 }))
+          .then(
+            () => true,
+            () => false,
+          );
+        try {
+          return await deleteImage(image);
+        } finally {
+          if (marked) await rm(mark, { force: true }).catch(ignore);
+        }
+      });
     },
     /**
      * Registers an original that already sits in the origin, without copying it: the key is
