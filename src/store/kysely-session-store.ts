@@ -1,8 +1,8 @@
-import { Kysely } from 'kysely';
+import type { Kysely } from 'kysely';
 import type { Database } from './database.js';
 import { migrateToLatest } from './migrate.js';
 import type { SessionRecord, SessionStore } from './session-store.js';
-import { checkedFirst, ImmediateSqliteDialect, openSqliteDatabase, watchDatabaseFile } from './sqlite.js';
+import { checkedFirst, openSqliteKysely, watchDatabaseFile } from './sqlite.js';
 
 /**
  * Sessions in SQL (migrations/0002-sessions.ts): the embedded default, so that a restart does
@@ -57,9 +57,7 @@ export function createKyselySessionStore(db: Kysely<Database>): SessionStore {
 
 /** Its own connection to the SQLite file (WAL: it never blocks the image reads). */
 export async function openSqliteSessionStore(path: string): Promise<SessionStore> {
-  const db = new Kysely<Database>({
-    dialect: new ImmediateSqliteDialect({ database: openSqliteDatabase(path, { busyTimeoutMs: 0 }) }),
-  });
+  const db = openSqliteKysely(path);
   try {
     await migrateToLatest(db);
   } catch (error) {

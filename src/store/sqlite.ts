@@ -10,6 +10,7 @@ import {
   Kysely,
   type QueryResult,
   SqliteAdapter,
+  type SqliteDatabase,
   SqliteDialect,
   type SqliteDialectConfig,
   SqliteDriver,
@@ -178,7 +179,7 @@ class TransactionalDdlSqliteAdapter extends SqliteAdapter {
   }
 }
 
-export class ImmediateSqliteDialect extends SqliteDialect {
+class ImmediateSqliteDialect extends SqliteDialect {
   readonly #config: SqliteDialectConfig;
 
   constructor(config: SqliteDialectConfig) {
@@ -218,12 +219,22 @@ function withStatementCache(sqlite: BetterSqlite3.Database, maxStatements = 256)
   };
 }
 
+/**
+ * A kysely on its own connection to the SQLite file at `path`: every transaction `BEGIN
+ * IMMEDIATE`, and a lock waited out without holding the event loop (the connection has no busy
+ * timeout of its own: `patient` waits instead). `prepare` wraps the connection (statement cache).
+ */
+export function openSqliteKysely(
+  path: string,
+  prepare: (sqlite: BetterSqlite3.Database) => SqliteDatabase = (sqlite) => sqlite,
+): Kysely<Database> {
+  const sqlite = openSqliteDatabase(path, { busyTimeoutMs: 0 });
+  return new Kysely<Database>({ dialect: new ImmediateSqliteDialect({ database: prepare(sqlite) }) });
+}
+
 /** The embedded Store: one SQLite file, migrated to the latest schema before it is returned. */
 export async function openSqliteStore(path: string): Promise<Store> {
-  const sqlite = openSqliteDatabase(path, { busyTimeoutMs: 0 });
-  const db = new Kysely<Database>({
-    dialect: new ImmediateSqliteDialect({ database: withStatementCache(sqlite) }),
-  });
+  const db = openSqliteKysely(path, withStatementCache);
   try {
     await migrateToLatest(db);
   } catch (error) {
