@@ -60,7 +60,8 @@ const SUCCESS_ONLY_HEADERS = [
   'content-length',
 ];
 
-const hasBody = (request: FastifyRequest) =>
+/** Whether the request announces a body (chunked, or a length above 0). */
+export const hasBody = (request: FastifyRequest) =>
   request.headers['transfer-encoding'] !== undefined || Number(request.headers['content-length'] ?? 0) > 0;
 
 export async function sendError(error: unknown, request: FastifyRequest, reply: FastifyReply): Promise<void> {

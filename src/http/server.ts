@@ -27,7 +27,7 @@ import { createIdentify } from './authenticate.js';
 import { deferContinueForUploads } from './continue.js';
 import { registerCors } from './cors.js';
 import { headerLines, securityHeaders } from './headers.js';
-import { sendClientError, sendError, writeRawError } from './reply.js';
+import { hasBody, sendClientError, sendError, writeRawError } from './reply.js';
 import { markEndedEarly, requestState } from './request-state.js';
 import { createCapabilities } from './routes/capabilities.js';
 import { registerClientRoutes } from './routes/client.js';
@@ -114,8 +114,10 @@ function refuseFraming(request: FastifyRequest): AppError | undefined {
       headers: close,
     });
   }
-  const hasBody = transfer !== undefined || Number(request.headers['content-length'] ?? 0) > 0;
-  if (hasBody && codings(request.headers['content-encoding']).some((coding) => coding !== 'identity')) {
+  if (
+    hasBody(request) &&
+    codings(request.headers['content-encoding']).some((coding) => coding !== 'identity')
+  ) {
     return new AppError('unsupported_media_type', 'Content-Encoding is not supported: send the body as is', {
       headers: { ...close, 'accept-encoding': 'identity' },
     });
