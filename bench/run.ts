@@ -4,7 +4,8 @@
  * not). See cold.ts, cached.ts and memory.ts for what each measures and checks.
  *
  *   cold    pixgate req/s ÷ raw sharp (w=360 JPEG of a 4000×3000 photo, 8 connections)
- *   cached  pixgate req/s ÷ bare fastify (the same variant and headers, ES256 bearer, 64 conn, wrk)
+ *   cached  pixgate req/s ÷ bare fastify (the same variant and headers, ES256 bearer, 64 conn, wrk),
+ *           and the floor: bare fastify plus the log line and metrics every request must have
  *   memory  pixgate's peak RSS under the cold workload at 64 connections; its 503s
  *   origins the cold path from an S3 origin (s3rver) and an HTTP origin ÷ the file origin
  *   signed  the cached variant through a signed URL ÷ through the bearer token (signed.ts)
@@ -110,6 +111,7 @@ function cachedLines(cached: CachedResult): string[] {
   return [
     `cached  ES256 bearer, ${CACHED_CONNECTIONS} conn  pixgate ${rate(cached.pixgatePerSecond)} req/s   bare fastify ${rate(cached.barePerSecond)} req/s   ratio ${cached.ratio.toFixed(2)}  (target >= ${TARGETS.cached.toFixed(2)}) ${mark(cached.ratio >= TARGETS.cached)}`,
     `        server CPU per request: pixgate ${cached.pixgateCpuUsEach.toFixed(0)} µs, bare ${cached.bareCpuUsEach.toFixed(0)} µs; p50/p99 pixgate ${ms(average(pixgate.map((r) => r.p50Ms)))}/${ms(average(pixgate.map((r) => r.p99Ms)))}, bare ${ms(average(bare.map((r) => r.p50Ms)))}/${ms(average(bare.map((r) => r.p99Ms)))}; response ${kb(pixgate)} vs ${kb(bare)} with headers`,
+    `        floor, bare fastify + one log line + request metrics (no auth, no policy, no cache): ${rate(cached.floorPerSecond)} req/s, ${cached.floorCpuUsEach.toFixed(0)} µs CPU, ratio ${cached.floorRatio.toFixed(2)}`,
   ];
 }
 
