@@ -134,16 +134,43 @@ export function checkedFirst<T extends object>(store: T, check: () => void): T {
  * only once the first has committed them, and a migration that fails leaves nothing half done.
  */
 class ImmediateSqliteDriver extends SqliteDriver {
+  readonly #inTransaction: () => boolean;
   #patient: { inner: DatabaseConnection; outer: DatabaseConnection } | undefined;
+
+  constructor(config: ImmediateSqliteDialectConfig) {
+    super(config);
+    this.#inTransaction = config.inTransaction;
+  }
 
   override async acquireConnection(): Promise<DatabaseConnection> {
     const inner = await super.acquireConnection();
-    if (this.#patient?.inner !== inner) this.#patient = { inner, outer: patient(inner) };
+    if (this.#patient?.inner !== inner) {
+      this.#patient = { inner, outer: patient(inner, (ms) => this.#pause(ms)) };
+    }
     return this.#patient.outer;
   }
 
   override async beginTransaction(connection: DatabaseConnection): Promise<void> {
     await connection.executeQuery(CompiledQuery.raw('begin immediate'));
+  }
+
+  /**
+   * The wait between two tries of a statement refused as busy. kysely lets one query at a time
+   * have the connection; kept meanwhile, every other query of this process queued behind it: a
+   * read, which WAL lets through at once, waited out the whole busy timeout, and each write
+   * waited out its own after the previous one's (the third 503 after 15 s). Outside a transaction
+   * (a single statement, or `begin immediate` itself) nothing is open on the connection, so it is
+   * let go while waiting: better-sqlite3 runs a statement whole, so others cannot interleave with
+   * one. Inside a transaction it is kept, as the transaction needs it whole.
+   */
+  async #pause(ms: number): Promise<void> {
+    if (this.#inTransaction()) return sleep(ms);
+    await super.releaseConnection();
+    try {
+      await sleep(ms);
+    } finally {
+      await super.acquireConnection();
+    }
   }
 }
 
@@ -153,9 +180,9 @@ class ImmediateSqliteDriver extends SqliteDriver {
  * from the session store's own connection), nothing can release it meanwhile: every request
  * stalled for the whole timeout, then the write failed (503). The connection is opened with no
  * busy timeout instead, and a statement SQLite refused as busy (it ran nothing) is retried after
- * a short sleep, for as long as the busy timeout would have waited.
+ * `pause`, for as long as the busy timeout would have waited.
  */
-function patient(connection: DatabaseConnection): DatabaseConnection {
+function patient(connection: DatabaseConnection, pause: (ms: number) => Promise<void>): DatabaseConnection {
   return {
     async executeQuery<R>(query: CompiledQuery): Promise<QueryResult<R>> {
       // Monotonic: a wall clock stepped back must not stretch the wait.
@@ -166,7 +193,7 @@ function patient(connection: DatabaseConnection): DatabaseConnection {
         } catch (error) {
           if (!isBusy(error) || performance.now() >= deadline) throw error;
         }
-        await sleep(wait);
+        await pause(wait);
       }
     },
     streamQuery: (query, chunkSize) => connection.streamQuery(query, chunkSize),
@@ -179,10 +206,15 @@ class TransactionalDdlSqliteAdapter extends SqliteAdapter {
   }
 }
 
-class ImmediateSqliteDialect extends SqliteDialect {
-  readonly #config: SqliteDialectConfig;
+interface ImmediateSqliteDialectConfig extends SqliteDialectConfig {
+  /** Whether the connection has a transaction open (better-sqlite3's own answer). */
+  readonly inTransaction: () => boolean;
+}
 
-  constructor(config: SqliteDialectConfig) {
+class ImmediateSqliteDialect extends SqliteDialect {
+  readonly #config: ImmediateSqliteDialectConfig;
+
+  constructor(config: ImmediateSqliteDialectConfig) {
     super(config);
     this.#config = config;
   }
@@ -229,7 +261,12 @@ export function openSqliteKysely(
   prepare: (sqlite: BetterSqlite3.Database) => SqliteDatabase = (sqlite) => sqlite,
 ): Kysely<Database> {
   const sqlite = openSqliteDatabase(path, { busyTimeoutMs: 0 });
-  return new Kysely<Database>({ dialect: new ImmediateSqliteDialect({ database: prepare(sqlite) }) });
+  return new Kysely<Database>({
+    dialect: new ImmediateSqliteDialect({
+      database: prepare(sqlite),
+      inTransaction: () => sqlite.inTransaction,
+    }),
+  });
 }
 
 /** The embedded Store: one SQLite file, migrated to the latest schema before it is returned. */

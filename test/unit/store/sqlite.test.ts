@@ -230,3 +230,45 @@ describe('the session store beside the image store, in one process', () => {
     }
   }, 20_000);
 });
+
+describe('statements waiting out another process write lock', () => {
+  // Regression: a statement refused as busy was retried holding kysely's one connection, so every
+  // other query of the process queued behind it: a read, which WAL lets through at once, waited
+  // the whole busy timeout, and writes waited one busy timeout after another (the third 503 came
+  // after 15 s, where the README promises one that gives up after 5).
+  it('neither hold up this process reads nor queue their waits one after another', async () => {
+    const path = freshPath();
+    const store = await openSqliteStore(path);
+    const [first, second] = [makeImage(), makeImage()];
+    await store.insertImage(first);
+    await store.insertImage(second);
+    // Another program (the sqlite3 shell, a script) holds the write lock and does not let go.
+    const holder = new BetterSqlite3(path);
+    holder.exec('BEGIN IMMEDIATE');
+    try {
+      const started = performance.now();
+      // When each one has given up, and with what.
+      const settled = (work: Promise<unknown>) =>
+        work.then(
+          () => ({ ms: performance.now() - started, code: 'none' }),
+          (error: { code?: string }) => ({ ms: performance.now() - started, code: error.code }),
+        );
+      const writes = Promise.all([
+        settled(store.setVisibility(first.id, 'public')),
+        settled(store.setVisibility(second.id, 'public')),
+        settled(store.bumpVersion(first.id)),
+      ]);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      await expect(store.getImage(second.id)).resolves.toEqual(second);
+      expect(performance.now() - started).toBeLessThan(1000);
+      for (const write of await writes) {
+        expect(write.code).toBe('unavailable');
+        expect(write.ms).toBeLessThan(7000);
+      }
+    } finally {
+      holder.exec('ROLLBACK');
+      holder.close();
+      await store.close();
+    }
+  }, 30_000);
+});
