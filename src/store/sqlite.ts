@@ -155,6 +155,15 @@ class ImmediateSqliteDriver extends SqliteDriver {
   }
 
   /**
+   * SQLite rolls a transaction back itself on some errors (SQLITE_FULL, an I/O error): kysely's
+   * rollback then failed, "no transaction is active", and that error took the place of the one
+   * that tells what happened (a full disk's 507 became a 500).
+   */
+  override async rollbackTransaction(connection: DatabaseConnection): Promise<void> {
+    if (this.#inTransaction()) await super.rollbackTransaction(connection);
+  }
+
+  /**
    * The wait between two tries of a statement refused as busy. kysely lets one query at a time
    * have the connection; kept meanwhile, every other query of this process queued behind it: a
    * read, which WAL lets through at once, waited out the whole busy timeout, and each write

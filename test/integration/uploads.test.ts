@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, readdir, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -10,7 +10,7 @@ import { walk } from '../../src/walk.js';
 import { eventually } from '../helpers/eventually.js';
 import { heicHeader, photoWithGps, pngBomb, synth } from '../helpers/images.js';
 import { requestWithBodyHeld, uploadWithBodyHeld } from '../helpers/net.js';
-import { dataFiles, startTestServer, type TestServer } from '../helpers/pixgate.js';
+import { dataFiles, startTestServer, type TestServer, uploadImage } from '../helpers/pixgate.js';
 import { mountReadOnly, mountTinyDisk } from '../helpers/tiny-disk.js';
 
 /**
@@ -727,6 +727,37 @@ describe('disk full', () => {
     } finally {
       await full?.close();
       await disk.unmount();
+    }
+  });
+});
+
+describe('a DELETE with the data dir full', () => {
+  // The originals on another filesystem: deleting one frees nothing where the database is.
+  // Regression: the commit failed for want of space, SQLite rolled the transaction back itself,
+  // and kysely's own rollback then failed ("no transaction is active"), an error that took the
+  // place of SQLITE_FULL: a 500 where the store's full disk is a 507.
+  it('is a 507 when the store cannot record it', async () => {
+    const disk = await mountTinyDisk(4 * 1024 * 1024);
+    const originals = await mkdtemp(join(tmpdir(), 'pixgate-originals-'));
+    let full: TestServer | undefined;
+    try {
+      full = await startTestServer({ dev: true, storage: `file:${originals}` }, { dataDir: disk.dir });
+      const headers = { authorization: `Bearer ${await full.token('dana')}` };
+      const { id } = await uploadImage(
+        full,
+        headers.authorization.slice(7),
+        (await synth('png', 40, 30)).body,
+      );
+      await disk.fill();
+      const refused = await fetch(`${full.url}/v1/images/${id}`, { method: 'DELETE', headers });
+      expect(refused.status).toBe(507);
+      expect(await refused.json()).toEqual({
+        error: { code: 'insufficient_storage', message: 'No space left in the metadata store' },
+      });
+    } finally {
+      await full?.close();
+      await disk.unmount();
+      await rm(originals, { recursive: true, force: true });
     }
   });
 });
