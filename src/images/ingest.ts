@@ -80,8 +80,9 @@ const UPLOAD_PREFIX = 'upload-';
 const PENDING_PREFIX = 'pending-';
 /**
  * `deleting-<id>`: image `id` is being deleted (Store.deleteImage with its original). Removed once
- * that has succeeded or changed nothing; one left by a crash names a delete cut short, which may
- * have removed the original and not the row.
+ * that has succeeded or changed nothing; one left by a crash, or by a commit that failed after the
+ * original went (a full disk), names a delete cut short, which may have removed the original and
+ * not the row.
  */
 const DELETING_PREFIX = 'deleting-';
 
@@ -238,9 +239,10 @@ export function createIngest(options: IngestOptions) {
    * either cannot go, nothing does. Only originals pixgate stored itself go; a registered one
    * belongs to the library it was found in (and may be registered twice), so it stays there.
    */
-  function deleteImage(image: ImageRecord): Promise<boolean> {
+  function deleteImage(image: ImageRecord, onOriginDeleted = ignore): Promise<boolean> {
     const key = image.originKey;
-    const beforeCommit = key === uploadKey(image.id) ? () => origin.delete(key) : undefined;
+    const beforeCommit =
+      key === uploadKey(image.id) ? () => origin.delete(key).then(onOriginDeleted) : undefined;
     return store.deleteImage(image.id, { beforeCommit });
   }
 
@@ -260,10 +262,20 @@ export function createIngest(options: IngestOptions) {
             () => true,
             () => false,
           );
+        // The commit can still fail once the original is gone (SQLITE_FULL): the row stays, and
+        // so does the mark, for a sweep to finish the delete. Otherwise, done or refused before
+        // anything went, the mark has nothing more to tell.
+        let originDeleted = false;
+        let keepMark = false;
         try {
-          return await deleteImage(image);
+          return await deleteImage(image, () => {
+            originDeleted = true;
+          });
+        } catch (error) {
+          keepMark = originDeleted;
+          throw error;
         } finally {
-          if (marked) await rm(mark, { force: true }).catch(ignore);
+          if (marked && !keepMark) await rm(mark, { force: true }).catch(ignore);
         }
       });
     },

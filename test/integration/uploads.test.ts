@@ -736,12 +736,18 @@ describe('a DELETE with the data dir full', () => {
   // Regression: the commit failed for want of space, SQLite rolled the transaction back itself,
   // and kysely's own rollback then failed ("no transaction is active"), an error that took the
   // place of SQLITE_FULL: a 500 where the store's full disk is a 507.
-  it('is a 507 when the store cannot record it', async () => {
+  // Regression too: the original had gone already (the origin's delete runs before the commit),
+  // and the delete's mark was removed as for one that changed nothing: the image stayed listed
+  // without its original, and nothing would ever finish its delete.
+  it('is a 507 when the store cannot record it, and a sweep finishes it once there is room', async () => {
     const disk = await mountTinyDisk(4 * 1024 * 1024);
     const originals = await mkdtemp(join(tmpdir(), 'pixgate-originals-'));
     let full: TestServer | undefined;
     try {
-      full = await startTestServer({ dev: true, storage: `file:${originals}` }, { dataDir: disk.dir });
+      full = await startTestServer(
+        { dev: true, storage: `file:${originals}` },
+        { dataDir: disk.dir, sweepIntervalMs: 100 },
+      );
       const headers = { authorization: `Bearer ${await full.token('dana')}` };
       const { id } = await uploadImage(
         full,
@@ -754,6 +760,18 @@ describe('a DELETE with the data dir full', () => {
       expect(await refused.json()).toEqual({
         error: { code: 'insufficient_storage', message: 'No space left in the metadata store' },
       });
+      const tmp = join(disk.dir, 'tmp');
+      expect(await readdir(tmp)).toEqual([`deleting-${id}`]);
+
+      // Room again, and the mark an hour old: the next sweep deletes the row as asked.
+      await rm(join(disk.dir, 'filler'));
+      const ago = new Date(Date.now() - 2 * 60 * 60 * 1000);
+      await utimes(join(tmp, `deleting-${id}`), ago, ago);
+      await eventually(async () => {
+        expect(await readdir(tmp)).toEqual([]);
+      });
+      const gone = await fetch(`${full.url}/v1/images/${id}/meta`, { headers });
+      expect(gone.status).toBe(404);
     } finally {
       await full?.close();
       await disk.unmount();
