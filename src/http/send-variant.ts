@@ -12,6 +12,15 @@ import { evaluatePreconditions, VARY_IMAGE } from './headers.js';
 import { jsonFormEtag, outputTooLarge, sendJsonForm, wantsJsonForm } from './json-form.js';
 import { clientGoneSignal } from './request-state.js';
 
+/**
+ * The methods of an image URL (`/v1/images/{id}`, `/s/{token}`), HEAD declared rather than
+ * left to fastify: its generated HEAD route writes `Content-Length: 0` for an empty payload, a
+ * 304's too, which says the 200 is empty (RFC 9110 §8.6 allows only the 200's length) and which
+ * a cache could copy into the image it stores (RFC 7234 §4.3.4). Declared, a HEAD is answered
+ * as its GET, and Node leaves the body out.
+ */
+export const IMAGE_METHODS = ['GET', 'HEAD'];
+
 export interface SendVariantOptions {
   readonly cacheControl: string;
   /** The Vary header: VARY_IMAGE unless the credential adds to it (headers.ts). */

@@ -101,3 +101,38 @@ describe('If-Match on an image', () => {
     expect(response.status).toBe(404);
   });
 });
+
+describe('a 304 to HEAD', () => {
+  // RFC 9110 §8.6: a 304 may carry Content-Length only when it equals the 200's. fastify's HEAD
+  // route wrote `Content-Length: 0` for the empty 304, which a cache (RFC 7234 §4.3.4) takes over
+  // into the stored 200: the image it holds would claim to be empty. The GET 304 had none.
+  it('carries no Content-Length, as the GET 304 does, for images and share links', async () => {
+    const link = await fetch(`${server.url}/v1/images/${imageId}/links`, {
+      method: 'POST',
+      headers: auth({ 'content-type': 'application/json' }),
+      body: JSON.stringify({ ttlSeconds: 600 }),
+    });
+    const { url } = (await link.json()) as { url: string };
+    const cases: [string, Record<string, string>][] = [
+      [`/v1/images/${imageId}`, auth()],
+      [`/v1/images/${imageId}?w=30`, auth()],
+      [`/v1/images/${imageId}?w=30`, auth({ accept: 'application/json' })],
+      [url, {}],
+    ];
+    for (const [path, headers] of cases) {
+      const head = await fetch(`${server.url}${path}`, { method: 'HEAD', headers });
+      expect(head.status, path).toBe(200);
+      const full = await fetch(`${server.url}${path}`, { headers });
+      const length = String((await full.arrayBuffer()).byteLength);
+      expect(head.headers.get('content-length'), path).toBe(length);
+      const etag = head.headers.get('etag') as string;
+      const conditional = { ...headers, 'if-none-match': etag };
+      for (const method of ['GET', 'HEAD']) {
+        const revalidated = await fetch(`${server.url}${path}`, { method, headers: conditional });
+        expect(revalidated.status, `${method} ${path}`).toBe(304);
+        expect(revalidated.headers.get('etag'), `${method} ${path}`).toBe(etag);
+        expect(revalidated.headers.get('content-length'), `${method} ${path}`).toBeNull();
+      }
+    }
+  });
+});

@@ -15,7 +15,7 @@ import { authorizeCapability, type PolicyOptions } from '../../policy/authorize.
 import { isImageId, newImageId } from '../../store/ids.js';
 import type { ImageRecord, LinkRecord, Store } from '../../store/store.js';
 import { type Identify, rawQuery } from '../authenticate.js';
-import type { VariantSender } from '../send-variant.js';
+import { IMAGE_METHODS, type VariantSender } from '../send-variant.js';
 
 /**
  * Capabilities (SPEC §5, issue 4): signed URLs, share links and revocation. A signed URL is
@@ -234,41 +234,45 @@ export function createCapabilities(options: CapabilityOptions) {
       return reply.code(204).header('cache-control', 'no-store').send();
     });
 
-    app.get<{ Params: { token: string } }>('/s/:token', async (request, reply) => {
-      // Parsed first: a bad parameter answers the same whether the link exists or not.
-      const requested = parseTransform(rawQuery(request), config);
-      const { token } = request.params;
-      // Guessing is throttled per client IP: every miss takes from that IP's request budget.
-      const miss = async (detail: string) => {
-        await limits.request(`ip:${request.ip}`);
-        return noSuchLink(detail);
-      };
-      if (!LINK_TOKEN.test(token)) throw await miss('malformed token');
-      const link = await store.findLinkByTokenHash(tokenHash(token));
-      const now = clock.now();
-      if (!link) throw await miss('unknown token');
-      if (now >= link.expiresAt.getTime()) throw noSuchLink('expired');
-      if (link.maxViews !== null && link.views >= link.maxViews) throw noSuchLink('out of views');
-      const image = await findImage(link.imageId);
-      if (!image || image.version !== link.imageVersion) throw noSuchLink('revoked');
-      await limits.view(`l:${link.id}`, image.id, false);
+    app.route<{ Params: { token: string } }>({
+      method: IMAGE_METHODS,
+      url: '/s/:token',
+      handler: async (request, reply) => {
+        // Parsed first: a bad parameter answers the same whether the link exists or not.
+        const requested = parseTransform(rawQuery(request), config);
+        const { token } = request.params;
+        // Guessing is throttled per client IP: every miss takes from that IP's request budget.
+        const miss = async (detail: string) => {
+          await limits.request(`ip:${request.ip}`);
+          return noSuchLink(detail);
+        };
+        if (!LINK_TOKEN.test(token)) throw await miss('malformed token');
+        const link = await store.findLinkByTokenHash(tokenHash(token));
+        const now = clock.now();
+        if (!link) throw await miss('unknown token');
+        if (now >= link.expiresAt.getTime()) throw noSuchLink('expired');
+        if (link.maxViews !== null && link.views >= link.maxViews) throw noSuchLink('out of views');
+        const image = await findImage(link.imageId);
+        if (!image || image.version !== link.imageVersion) throw noSuchLink('revoked');
+        await limits.view(`l:${link.id}`, image.id, false);
 
-      let transform = clampTransform(image, requested ?? defaultTransform, config.maxDimension);
-      const bounded = transform;
-      if (link.maxWidth !== null) transform = clampWidth(image, transform, link.maxWidth);
-      return sendVariant(request, reply, image, transform, {
-        isClamped: transform !== bounded,
-        // private, no-store: no shared cache may answer for the link, or the budget and a
-        // revocation could be bypassed.
-        cacheControl: 'private, no-store',
-        beforeBody: async () => {
-          // Counted only now that the variant exists: a failed render costs no view. Refused when
-          // the budget ran out or the image was revoked while the variant was being made.
-          if (!(await store.countLinkView(link.id, new Date(clock.now())))) {
-            throw noSuchLink('out of views or revoked');
-          }
-        },
-      });
+        let transform = clampTransform(image, requested ?? defaultTransform, config.maxDimension);
+        const bounded = transform;
+        if (link.maxWidth !== null) transform = clampWidth(image, transform, link.maxWidth);
+        return sendVariant(request, reply, image, transform, {
+          isClamped: transform !== bounded,
+          // private, no-store: no shared cache may answer for the link, or the budget and a
+          // revocation could be bypassed.
+          cacheControl: 'private, no-store',
+          beforeBody: async () => {
+            // Counted only now that the variant exists: a failed render costs no view. Refused when
+            // the budget ran out or the image was revoked while the variant was being made.
+            if (!(await store.countLinkView(link.id, new Date(clock.now())))) {
+              throw noSuchLink('out of views or revoked');
+            }
+          },
+        });
+      },
     });
   }
 

@@ -30,7 +30,7 @@ import { type Caller, type Identify, rawQuery, requesterOf } from '../authentica
 import { continueBody } from '../continue.js';
 import { evaluatePreconditions, VARY_IMAGE, VARY_IMAGE_ANONYMOUS, VARY_IMAGE_BY_HEADER } from '../headers.js';
 import { jsonFormEtag, outputTooLarge, sendJsonForm, wantsJsonForm } from '../json-form.js';
-import type { VariantSender } from '../send-variant.js';
+import { IMAGE_METHODS, type VariantSender } from '../send-variant.js';
 import { isJsonRequest, registerFromJson } from './register.js';
 
 export interface ImageRoutesOptions {
@@ -187,7 +187,7 @@ export async function registerImageRoutes(app: FastifyInstance, options: ImageRo
     });
   }
 
-  app.get<{ Params: { id: string } }>('/v1/images/:id', sendImage);
+  app.route<{ Params: { id: string } }>({ method: IMAGE_METHODS, url: '/v1/images/:id', handler: sendImage });
 
   app.get<{ Params: { id: string } }>('/v1/images/:id/meta', async (request, reply) => {
     const caller = await identify(request, { allowQuery: false });
