@@ -13,7 +13,9 @@ export async function registerCors(app: FastifyInstance, origins: readonly strin
     origin: [...origins],
     credentials: false,
     methods: ['GET', 'HEAD', 'POST', 'PATCH', 'DELETE'],
-    allowedHeaders: ['Authorization', 'Content-Type', 'Accept', 'If-None-Match'],
+    // If-None-Match revalidates an image, If-Match guards a PATCH or DELETE: neither is
+    // CORS-safelisted, so a preflight that left one out made the browser refuse the request.
+    allowedHeaders: ['Authorization', 'Content-Type', 'Accept', 'If-None-Match', 'If-Match'],
     // RateLimit and RateLimit-Policy: sent with a 429 (limits.ts), so a worker can back off.
     exposedHeaders: [
       'ETag',

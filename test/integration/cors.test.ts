@@ -43,6 +43,29 @@ describe('a configured origin', () => {
     expect(response.headers.get('vary')).toMatch(/Origin/);
   });
 
+  // If-Match guards PATCH and DELETE (README, HTTP details), and is no CORS-safelisted header: a
+  // preflight that did not allow it made the browser refuse every guarded change of a page on a
+  // configured origin before it was sent.
+  it('allows If-Match in the preflight of a change', async () => {
+    for (const method of ['PATCH', 'DELETE']) {
+      const response = await fetch(`${server.url}/v1/images/${id}`, {
+        method: 'OPTIONS',
+        headers: {
+          origin: APP,
+          'access-control-request-method': method,
+          'access-control-request-headers': 'authorization,content-type,if-match',
+        },
+      });
+      expect(response.status, method).toBe(204);
+      expect(response.headers.get('access-control-allow-methods'), method).toContain(method);
+      const allowed = (response.headers.get('access-control-allow-headers') ?? '')
+        .toLowerCase()
+        .split(/,\s*/);
+      for (const name of ['authorization', 'content-type', 'if-match'])
+        expect(allowed, method).toContain(name);
+    }
+  });
+
   it('gets the security headers on the preflight too (regression)', async () => {
     // The plugin answers a preflight in its own onRequest hook: ours, registered after it, never
     // ran, and the 204 went without Referrer-Policy, nosniff and CSP.
