@@ -28,9 +28,25 @@ function toPattern(url: string): RegExp {
   return new RegExp(`^${source}$`);
 }
 
+/**
+ * The path of a request target as fastify's router matches it: an absolute-form target's scheme
+ * and host dropped (RFC 9112 §3.2.2), query and fragment cut, percent-encoding decoded (decodeURI
+ * leaves an encoded `/` encoded, as the router does). Matched raw, `PUT /v1/imag%65s/{id}` was a
+ * 404 while its GET reached the image.
+ */
+function routedPath(target: string): string {
+  const authority = /^https?:\/\/[^/?#]*/i.exec(target)?.[0];
+  const path = (authority ? target.slice(authority.length) : target).split(/[?#]/, 1)[0] || '/';
+  try {
+    return decodeURI(path);
+  } catch {
+    return path;
+  }
+}
+
 export interface AllowedMethods {
-  /** The methods `path` (no query) takes, in `Allow` order; empty when nothing is routed there. */
-  of(path: string): string[];
+  /** The methods the path of `target` (a request.url) takes, in `Allow` order; empty if none. */
+  of(target: string): string[];
 }
 
 /** Records every route as it is added; call before any route or plugin is registered. */
@@ -52,7 +68,8 @@ export function recordAllowedMethods(app: FastifyInstance): AllowedMethods {
     for (const method of methods) entry.methods.add(method);
   });
   return {
-    of(path) {
+    of(target) {
+      const path = routedPath(target);
       const found = new Set<string>();
       for (const { pattern, methods } of routes.values()) {
         if (pattern.test(path)) for (const method of methods) found.add(method);

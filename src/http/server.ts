@@ -365,8 +365,7 @@ export async function buildServer(parts: ServerParts): Promise<FastifyInstance> 
 
   app.setErrorHandler((error, request, reply) => sendError(error, request, reply));
   app.setNotFoundHandler((request, _reply) => {
-    const at = request.url.indexOf('?');
-    const allow = allowedMethods.of(at === -1 ? request.url : request.url.slice(0, at));
+    const allow = allowedMethods.of(request.url);
     if (allow.length > 0) {
       throw new AppError('method_not_allowed', `${request.method} is not allowed on this path`, {
         headers: { allow: allow.join(', ') },

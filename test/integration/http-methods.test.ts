@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { synth } from '../helpers/images.js';
-import { parseResponses, rawExchange } from '../helpers/net.js';
+import { parseResponses, rawExchange, rawRequest } from '../helpers/net.js';
 import { startTestServer, type TestServer, uploadImage } from '../helpers/pixgate.js';
 
 /**
@@ -57,6 +57,20 @@ describe('a method the path does not take', () => {
     expect(answer?.status).toBe(405);
     expect(answer?.headers.allow).toBe('GET, HEAD, PATCH, DELETE');
     expect(text).not.toContain(alice);
+  });
+
+  // The router matches the path decoded and without an absolute-form target's scheme and host,
+  // where GET of these reached /meta; the 405 looked at the raw target and called them 404.
+  it('is decided on the path the router matches: percent-encoded, or in an absolute-form target', async () => {
+    const { host } = new URL(server.url);
+    for (const target of [`/v1/imag%65s/${imageId}/meta`, `http://${host}/v1/images/${imageId}/meta`]) {
+      const get = await rawRequest(server.url, [`GET ${target} HTTP/1.1`, `Authorization: Bearer ${alice}`]);
+      expect(get.status, target).toBe(200);
+      const put = await rawRequest(server.url, [`PUT ${target} HTTP/1.1`, `Authorization: Bearer ${alice}`]);
+      expect(put.status, target).toBe(405);
+      expect(put.headers.allow, target).toBe('GET, HEAD');
+      expect(JSON.parse(put.body), target).toMatchObject({ error: { code: 'method_not_allowed' } });
+    }
   });
 
   it('keeps 404 for a path nothing is routed to', async () => {
