@@ -75,6 +75,27 @@ describe.skipIf(!run)('a page on another origin', () => {
     await page.close();
   });
 
+  // Regression: the preflight did not allow If-Match, so Chromium refused a guarded change
+  // ("Failed to fetch") before sending it.
+  it('changes an image with a PATCH guarded by If-Match', async () => {
+    const page = await browser.context.newPage();
+    await page.goto(`${app.url}/__test/page.html`);
+    await page.waitForFunction('window.ready === true');
+    const url = `${server.url}/v1/images/${id}`;
+    const answer = await page.evaluate(`(async () => {
+      const auth = { authorization: 'Bearer ${alice}' };
+      const etag = (await fetch('${url}', { method: 'HEAD', headers: auth })).headers.get('etag');
+      const patched = await fetch('${url}', {
+        method: 'PATCH',
+        headers: { ...auth, 'content-type': 'application/json', 'if-match': etag },
+        body: JSON.stringify({ visibility: 'private' }),
+      });
+      return [etag !== null, patched.status];
+    })().catch((error) => String(error))`);
+    expect(answer).toEqual([true, 200]);
+    await page.close();
+  });
+
   it('is refused by pixgate when its origin is not configured', async () => {
     const other = await startTestServer({ dev: true });
     try {
