@@ -76,20 +76,25 @@ export function matchesIfMatch(header: string | undefined, etag: string): boolea
 const preconditionFailed = (message: string) => new AppError('precondition_failed', message);
 
 /**
- * The preconditions of a request on an image whose selected representation has `etag`, in RFC
- * 9110 §13.2.2's order (the dates are never evaluated: there is no Last-Modified): a false
- * If-Match is a 412; then a matching If-None-Match is a 304 for GET and HEAD (answered
- * `'not-modified'`), a 412 for a method that would change the image. Called only once the policy
- * has let the caller see the image, so a 412 tells nothing that a 404 hides.
+ * The preconditions of a request on an image whose current state has the tags `etags` (one, the
+ * selected representation's, for GET and HEAD; for PATCH and DELETE every tag of the original,
+ * images.ts), in RFC 9110 §13.2.2's order (the dates are never evaluated: there is no
+ * Last-Modified): If-Match naming none of them is a 412; then If-None-Match naming one is a 304
+ * for GET and HEAD (answered `'not-modified'`), a 412 for a method that would change the image.
+ * Called only once the policy has let the caller see the image, so a 412 tells nothing that a 404
+ * hides.
  */
 export function evaluatePreconditions(
   request: { method: string; headers: IncomingHttpHeaders },
-  etag: string,
+  etags: string | readonly string[],
 ): 'not-modified' | undefined {
-  if (!matchesIfMatch(request.headers['if-match'], etag)) {
+  const current = typeof etags === 'string' ? [etags] : etags;
+  const ifMatch = request.headers['if-match'];
+  if (!current.some((etag) => matchesIfMatch(ifMatch, etag))) {
     throw preconditionFailed('If-Match names no current tag of this image');
   }
-  if (!matchesIfNoneMatch(request.headers['if-none-match'], etag)) return undefined;
+  const ifNoneMatch = request.headers['if-none-match'];
+  if (!current.some((etag) => matchesIfNoneMatch(ifNoneMatch, etag))) return undefined;
   if (request.method === 'GET' || request.method === 'HEAD') return 'not-modified';
   throw preconditionFailed('If-None-Match names the current tag of this image');
 }

@@ -93,6 +93,40 @@ describe('If-Match on an image', () => {
     expect((await fetch(path, { method: 'DELETE', headers: auth({ 'if-match': etag }) })).status).toBe(204);
   });
 
+  // Both tags name the same state of the image, its original: the bytes' tag sent with a JSON
+  // Accept (axios's default, `application/json, text/plain, */*`) was a 412 on every PATCH.
+  it('takes either tag of the original on PATCH and DELETE, whatever the Accept', async () => {
+    const { id } = await uploadImage(server, alice, photo, { type: 'image/jpeg' });
+    const path = `${server.url}/v1/images/${id}`;
+    const bytesTag = (await fetch(path, { method: 'HEAD', headers: auth() })).headers.get('etag') as string;
+    const jsonTag = (
+      await fetch(path, { method: 'HEAD', headers: auth({ accept: 'application/json' }) })
+    ).headers.get('etag') as string;
+    expect(jsonTag).not.toBe(bytesTag);
+    const axiosAccept = 'application/json, text/plain, */*';
+    const patch = (headers: Record<string, string>) =>
+      fetch(path, {
+        method: 'PATCH',
+        headers: auth({ 'content-type': 'application/json', ...headers }),
+        body: JSON.stringify({ visibility: 'public' }),
+      });
+    expect((await patch({ accept: axiosAccept, 'if-match': bytesTag })).status).toBe(200);
+    expect((await patch({ 'if-match': jsonTag })).status).toBe(200);
+    // A match of either is "the image exists" to If-None-Match.
+    for (const refused of [
+      await patch({ accept: axiosAccept, 'if-none-match': bytesTag }),
+      await patch({ 'if-none-match': jsonTag }),
+    ]) {
+      expect(refused.status).toBe(412);
+      expect(((await refused.json()) as { error: { code: string } }).error.code).toBe('precondition_failed');
+    }
+    await expectPreconditionFailed(
+      await fetch(path, { method: 'DELETE', headers: auth({ 'if-match': '"old"', accept: axiosAccept }) }),
+    );
+    const deleted = await fetch(path, { method: 'DELETE', headers: auth({ 'if-match': jsonTag }) });
+    expect(deleted.status).toBe(204);
+  });
+
   it('comes after the policy: an image the caller may not know of stays a 404', async () => {
     const bob = await server.token('bob');
     const response = await fetch(`${server.url}/v1/images/${imageId}?w=30`, {

@@ -69,13 +69,20 @@ export function imageMeta(image: ImageRecord, showOwner: boolean) {
 
 /**
  * The ETag of the original as its owner reads it: the bytes, or their JSON form when `Accept` asks
- * for it. PATCH and DELETE evaluate If-Match and If-None-Match against it (the image's selected
- * representation for its owner, RFC 9110 §13.1).
+ * for it.
  */
 function originalEtag(record: ImageRecord, asJson: boolean): string {
   const etag = `"${record.originEtag}"`;
   return asJson ? jsonFormEtag(etag) : etag;
 }
+
+/**
+ * The tags PATCH and DELETE evaluate If-Match and If-None-Match against: both forms of the
+ * original, which name one state of the image (RFC 9110 §13.1: its current representations).
+ * Only the one `Accept` selects, and a client that read the bytes' tag and sent it with a JSON
+ * Accept (axios's default) was refused every change.
+ */
+const originalEtags = (record: ImageRecord) => [originalEtag(record, false), originalEtag(record, true)];
 
 const visibilitySchema = z.enum(visibilities as [string, ...string[]], {
   error: `Expected one of ${visibilities.join(', ')} for visibility`,
@@ -328,7 +335,7 @@ export async function registerImageRoutes(app: FastifyInstance, options: ImageRo
     readParams(rawQuery(request), []);
     const image = await findImage(request.params.id);
     authorizeChange(caller.principal, image, policy);
-    evaluatePreconditions(request, originalEtag(image as ImageRecord, wantsJsonForm(request.headers.accept)));
+    evaluatePreconditions(request, originalEtags(image as ImageRecord));
     const body = patchSchema.safeParse(request.body);
     if (!body.success) {
       throw new AppError('invalid_request', body.error.issues[0]?.message ?? 'Expected { "visibility" }');
@@ -347,7 +354,7 @@ export async function registerImageRoutes(app: FastifyInstance, options: ImageRo
     const image = await findImage(request.params.id);
     authorizeChange(caller.principal, image, policy);
     const record = image as ImageRecord;
-    evaluatePreconditions(request, originalEtag(record, wantsJsonForm(request.headers.accept)));
+    evaluatePreconditions(request, originalEtags(record));
     // The row and the original go as one (Store.deleteImage, through ingest, which notes the
     // delete so that a sweep finishes one a crash cut short): a store that cannot take the
     // deletion (locked: 503) refuses before the original is touched, and an origin that refuses
