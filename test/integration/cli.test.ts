@@ -682,8 +682,8 @@ describe('a crash between storing an upload and recording it', () => {
     const token = (
       await run(['token', '--sub', 'alice', '--scope', 'images:write'], { PIXGATE_DATA_DIR: dataDir })
     ).stdout.trim();
-    // Another connection holds SQLite's write lock, so the server's insert waits (up to 5 s, its
-    // whole process with it: the driver is synchronous) with the original already in place.
+    // Another connection holds SQLite's write lock, so the server's insert waits (retried for up
+    // to 5 s) with the original already in place.
     const holder = new BetterSqlite3(join(dataDir, 'pixgate.db'));
     holder.exec('BEGIN IMMEDIATE');
     try {
