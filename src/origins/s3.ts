@@ -215,7 +215,11 @@ function s3ReadError(error: unknown, key: string, timedOut: boolean, timeoutMs: 
   if (isTimeout(error, timedOut)) return originTimeout('s3', timeoutMs);
   const status = statusOf(error);
   const name = (error as Error).name;
-  if (name === 'NoSuchKey' || name === 'NotFound' || status === 404) return notFound(`s3 origin: no ${key}`);
+  // A 404 for the bucket itself (deleted, misnamed) is the origin's failure, not a missing image:
+  // as a 404 every original would look gone, and `register` would skip each key as missing.
+  if (name !== 'NoSuchBucket' && (name === 'NoSuchKey' || name === 'NotFound' || status === 404)) {
+    return notFound(`s3 origin: no ${key}`);
+  }
   if (status === 401 || status === 403) {
     return new AppError('origin_error', 'The original could not be read', {
       detail: `s3 origin: the store refused pixgate's credentials (${status} ${name})`,

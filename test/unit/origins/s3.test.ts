@@ -153,6 +153,19 @@ describe('S3 origin', () => {
     await expect(originAt('', 1000, `http://127.0.0.1:${await closedPort()}`).check()).rejects.toThrow();
   });
 
+  it('a read from a missing bucket is a 502 origin_error, not a 404 for every image', async () => {
+    // A bucket deleted or misnamed is the origin's failure: answered as "no such image", every
+    // original looked gone, and `register` skipped each key as missing instead of failing.
+    const missing = createS3Origin({
+      client: clientFor(s3.endpoint),
+      location: { bucket: 'nope', prefix: '' },
+      timeoutMs: 1000,
+    });
+    const error = await missing.read('a/photo.jpg', { maxBytes: 1000 }).catch((caught: unknown) => caught);
+    expect(error).toMatchObject({ code: 'origin_error', status: 502 });
+    expect((error as Error).message).toContain('NoSuchBucket');
+  });
+
   it('parses s3://bucket/prefix', () => {
     expect(parseS3Url('s3://photos')).toEqual({ bucket: 'photos', prefix: '' });
     expect(parseS3Url('s3://photos/')).toEqual({ bucket: 'photos', prefix: '' });
