@@ -161,7 +161,12 @@ export function createHttpOrigin(options: HttpOriginOptions): Origin {
           throw statusError(response.status, key);
         }
         const lengthHeader = response.headers.get('content-length');
-        const length = lengthHeader !== null && /^\d+$/.test(lengthHeader) ? Number(lengthHeader) : undefined;
+        // An encoded body (gzip sent although we asked for identity) comes decoded from fetch,
+        // while Content-Length is its encoded size (RFC 9110 §8.6): no length to hold it to, only
+        // the cap, which then counts decoded bytes.
+        const encoded = (response.headers.get('content-encoding') ?? 'identity').toLowerCase() !== 'identity';
+        const length =
+          !encoded && lengthHeader !== null && /^\d+$/.test(lengthHeader) ? Number(lengthHeader) : undefined;
         if (!response.body) throw readFailed('answered 200 without a body');
         let read: Awaited<ReturnType<typeof readBody>>;
         try {

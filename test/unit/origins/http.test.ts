@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { gzipSync } from 'node:zlib';
 import { createRemoteJWKSet, decodeJwt, jwtVerify } from 'jose';
 import { afterAll, describe, expect, it } from 'vitest';
 import { AppError } from '../../../src/errors.js';
@@ -383,6 +384,30 @@ describe('HTTP origin: SSRF and hostile answers', () => {
     origin.put('ssrf/large.jpg', randomBytes(300 * 1024));
     const error = await failure(open().read('ssrf/large.jpg', { maxBytes: 256 * 1024 }));
     expect(error.message).toContain('307200 bytes is over the 262144 byte limit');
+  });
+
+  it('reads a gzip-encoded body sent despite Accept-Encoding: identity; the cap counts decoded bytes', async () => {
+    // Servers that store objects pre-compressed (Content-Encoding metadata) send them so whatever
+    // was asked. fetch decodes them, and their Content-Length is the encoded size (RFC 9110 §8.6).
+    origin.authorize(() => true);
+    const image = randomBytes(5000);
+    const gzipped = (path: string, bytes: Buffer) =>
+      origin.route(path, (_request, response) => {
+        const encoded = gzipSync(bytes);
+        response
+          .writeHead(200, { 'content-encoding': 'gzip', 'content-length': encoded.length })
+          .end(encoded);
+      });
+    gzipped('/lib/gzip/photo.jpg', image);
+    for (const pool of [undefined, createBufferPool(8 * 1024 * 1024)]) {
+      const reader = createHttpOrigin({ baseUrl: origin.baseUrl, auth: bearerAuth, timeoutMs: 3000, pool });
+      expect((await reader.read('gzip/photo.jpg', MAX)).body.equals(image)).toBe(true);
+    }
+    // A few kilobytes that decode to far more than the cap: stopped at the cap.
+    gzipped('/lib/gzip/bomb.jpg', Buffer.alloc(4 * 1024 * 1024));
+    const error = await failure(open().read('gzip/bomb.jpg', MAX));
+    expect(error.code).toBe('origin_error');
+    expect(error.message).toContain('more than the 1048576 byte limit');
   });
 
   it('is read-only: a write is refused with read_only_storage and the temp file goes', async () => {
