@@ -108,10 +108,10 @@ export function createHttpOrigin(options: HttpOriginOptions): Origin {
         if (signal.aborted) throw error;
         throw readFailed(`cannot reach the origin (${networkCode(error)})`);
       }
-      if (response.status === 401 && token !== undefined && hop === 0) {
-        // The token may have been revoked or rotated early: one fresh token, one more try.
+      // The token may have been revoked or rotated early: one fresh token, one more try, unless
+      // a fresh one was just refused too (origin-token.ts).
+      if (response.status === 401 && token !== undefined && hop === 0 && tokens?.invalidate(token)) {
         await response.body?.cancel();
-        tokens?.invalidate(token);
         const retry = await headersFor(signal);
         try {
           response = await fetch(current.href, {

@@ -16,14 +16,25 @@ export interface ClientCredentialsSettings {
 export interface TokenSource {
   /** A valid access token; fetches one when none is cached. */
   get(signal: AbortSignal): Promise<string>;
-  /** Forgets `token` (the origin refused it); a newer token already cached is kept. */
-  invalidate(token: string): void;
+  /**
+   * The origin refused `token`: forgets it, so the next `get` fetches another. Answers whether
+   * trying again may use another token: false when a token refused this way was already
+   * replaced within the last REFETCH_AFTER_REFUSAL_MS (the origin refuses fresh tokens too).
+   * A newer token already cached is kept.
+   */
+  invalidate(token: string): boolean;
 }
 
 /** Refresh this long before `expires_in` runs out, so a token never expires on its way. */
 const EARLY_MS = 30_000;
 /** Without `expires_in`, a token is reused this long. */
 const DEFAULT_LIFETIME_MS = 5 * 60_000;
+/**
+ * At most one token fetched per this interval because the origin refused one: an origin that
+ * refuses every token (wrong audience, revoked grant) would otherwise cost the token endpoint
+ * one request per image request, which an identity provider rate-limits or locks out.
+ */
+const REFETCH_AFTER_REFUSAL_MS = 10_000;
 
 const tokenError = (detail: string) =>
   new AppError('origin_error', 'The original could not be read', { detail: `http origin: ${detail}` });
@@ -60,6 +71,7 @@ export function createTokenSource(
 ): TokenSource {
   let cached: { token: string; refreshAt: number } | undefined;
   let pending: Promise<string> | undefined;
+  let refusedAt = Number.NEGATIVE_INFINITY;
   // RFC 6749 §2.3.1: id and secret are form-urlencoded before the Basic encoding.
   const basic = Buffer.from(
     `${encodeURIComponent(settings.clientId)}:${encodeURIComponent(settings.clientSecret)}`,
@@ -128,7 +140,11 @@ export function createTokenSource(
       return waitFor(pending, signal);
     },
     invalidate(token) {
-      if (cached?.token === token) cached = undefined;
+      if (cached?.token !== token) return true;
+      if (now() - refusedAt < REFETCH_AFTER_REFUSAL_MS) return false;
+      refusedAt = now();
+      cached = undefined;
+      return true;
     },
   };
 }

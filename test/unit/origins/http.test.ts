@@ -253,6 +253,67 @@ describe('HTTP origin authentication', () => {
       expect(error.message).toContain("token endpoint answered 401: it refused pixgate's client credentials");
       expect(error.message).not.toContain('wrong-client-secret');
     });
+
+    /** A token endpoint that counts what it issues: what matters is how often pixgate asks. */
+    async function countingTokenEndpoint() {
+      let issued = 0;
+      const endpoint = createServer((request, response) => {
+        request.resume();
+        request.on('end', () => {
+          issued += 1;
+          response
+            .writeHead(200, { 'content-type': 'application/json' })
+            .end(JSON.stringify({ access_token: `counted-${issued}`, expires_in: 3600 }));
+        });
+      });
+      await new Promise<void>((resolve) => endpoint.listen(0, '127.0.0.1', resolve));
+      const { port } = endpoint.address() as AddressInfo;
+      return {
+        tokenUrl: `http://127.0.0.1:${port}/token`,
+        issued: () => issued,
+        close: () => new Promise((resolve) => endpoint.close(resolve)),
+      };
+    }
+
+    it('an origin refusing every token gets one fresh token per 10 s, not one per read', async () => {
+      const endpoint = await countingTokenEndpoint();
+      try {
+        // The origin takes no token at all (wrong audience, revoked grant).
+        origin.authorize(() => false);
+        let now = Date.now();
+        const reader = open({ ...settings, tokenUrl: endpoint.tokenUrl }, { now: () => now });
+        const from = origin.requests.length;
+        for (let read = 0; read < 5; read++) {
+          const error = await failure(reader.read('auth/photo.jpg', MAX));
+          expect(error.message).toContain("refused pixgate's credentials (401)");
+        }
+        // The first refusal is one fresh token and one more try; the next ones within 10 s,
+        // neither: a fresh token was just refused too.
+        expect(endpoint.issued()).toBe(2);
+        expect(origin.requests.length - from).toBe(6);
+        now += 10_001;
+        await failure(reader.read('auth/photo.jpg', MAX));
+        expect(endpoint.issued()).toBe(3);
+      } finally {
+        await endpoint.close();
+      }
+    });
+
+    it('concurrent reads refused with the same token share one fresh token', async () => {
+      const endpoint = await countingTokenEndpoint();
+      try {
+        origin.authorize(() => true);
+        const reader = open({ ...settings, tokenUrl: endpoint.tokenUrl });
+        await reader.read('auth/photo.jpg', MAX);
+        // The token pixgate holds stops working (expired early at the origin) while ten reads run.
+        origin.authorize((request) => request.headers.authorization !== 'Bearer counted-1');
+        const reads = await Promise.all(Array.from({ length: 10 }, () => reader.read('auth/photo.jpg', MAX)));
+        expect(reads.every((read) => read.body.equals(bytes))).toBe(true);
+        expect(endpoint.issued()).toBe(2);
+      } finally {
+        await endpoint.close();
+      }
+    });
   });
 });
 
