@@ -118,6 +118,11 @@ export function createTokenSource(
     if (typeof body.access_token !== 'string' || body.access_token === '') {
       throw tokenError('the token endpoint answered without an access_token');
     }
+    // Visible ASCII only (RFC 6749 A.12, less the space a Bearer header cannot hold): anything
+    // else fails every request it is put in, for as long as it would be cached.
+    if (!/^[\x21-\x7e]+$/.test(body.access_token)) {
+      throw tokenError('the token endpoint answered an access_token that is not a token');
+    }
     const lifetimeMs =
       typeof body.expires_in === 'number' && body.expires_in > 0
         ? body.expires_in * 1000

@@ -255,7 +255,7 @@ describe('HTTP origin authentication', () => {
     });
 
     /** A token endpoint that counts what it issues: what matters is how often pixgate asks. */
-    async function countingTokenEndpoint() {
+    async function countingTokenEndpoint(tokenOf = (issued: number) => `counted-${issued}`) {
       let issued = 0;
       const endpoint = createServer((request, response) => {
         request.resume();
@@ -263,7 +263,7 @@ describe('HTTP origin authentication', () => {
           issued += 1;
           response
             .writeHead(200, { 'content-type': 'application/json' })
-            .end(JSON.stringify({ access_token: `counted-${issued}`, expires_in: 3600 }));
+            .end(JSON.stringify({ access_token: tokenOf(issued), expires_in: 3600 }));
         });
       });
       await new Promise<void>((resolve) => endpoint.listen(0, '127.0.0.1', resolve));
@@ -294,6 +294,24 @@ describe('HTTP origin authentication', () => {
         now += 10_001;
         await failure(reader.read('auth/photo.jpg', MAX));
         expect(endpoint.issued()).toBe(3);
+      } finally {
+        await endpoint.close();
+      }
+    });
+
+    it('an access_token that cannot be sent in a header is refused, not kept for its lifetime', async () => {
+      const endpoint = await countingTokenEndpoint(() => 'junk\r\nX-Injected: 1');
+      try {
+        origin.authorize(() => true);
+        const reader = open({ ...settings, tokenUrl: endpoint.tokenUrl });
+        for (const expected of [1, 2]) {
+          const error = await failure(reader.read('auth/photo.jpg', MAX));
+          expect(error.code).toBe('origin_error');
+          expect(error.message).toContain('the token endpoint answered an access_token that is not a token');
+          expect(error.message).not.toContain('junk');
+          // Not cached: the next read asks again (the endpoint may have been fixed since).
+          expect(endpoint.issued()).toBe(expected);
+        }
       } finally {
         await endpoint.close();
       }
