@@ -16,7 +16,8 @@ export interface ParsedArgs {
 
 export function parseArgs(argv: readonly string[]): ParsedArgs {
   const positionals: string[] = [];
-  const options: Record<string, string> = {};
+  // No prototype: `--constructor` was "given more than once", and `--__proto__ x` vanished.
+  const options: Record<string, string> = Object.create(null);
   const problems: string[] = [];
   let help = false;
   let command: string | undefined;
@@ -64,7 +65,7 @@ export function takeOptions(
   configFile: string | undefined;
 } {
   const mine: Record<string, string | undefined> = {};
-  const settings: Record<string, string> = {};
+  const settings: Record<string, string> = Object.create(null); // as in parseArgs
   let configFile: string | undefined;
   for (const [name, value] of Object.entries(options)) {
     if (name === 'config') configFile = value;

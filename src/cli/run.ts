@@ -38,11 +38,14 @@ const commands: Record<string, (context: CommandContext) => Promise<number>> = {
 
 export async function main(argv: readonly string[]): Promise<number> {
   const args = parseArgs(argv);
-  if (args.help || args.command === undefined || args.command === 'help') {
+  // Own names only: `pixgate constructor` found Object itself, and crashed with a stack trace.
+  const command =
+    args.command !== undefined && Object.hasOwn(commands, args.command) ? commands[args.command] : undefined;
+  // `--help` after an unknown command (a typo) is still that typo: reported below, exit code 2.
+  if (args.command === undefined || args.command === 'help' || (args.help && command)) {
     process.stdout.write(`${USAGE}\n`);
     return args.command === undefined && !args.help ? 2 : 0;
   }
-  const command = commands[args.command];
   const context: CommandContext = {
     args,
     config(purpose, ownOptions = []) {

@@ -24,6 +24,14 @@ function tokenCommand(config: Config): string {
 
 /** `pixgate serve` and `pixgate dev`: run until SIGINT/SIGTERM, then close cleanly. */
 export async function runServe(context: CommandContext, purpose: 'serve' | 'dev'): Promise<number> {
+  // serve and dev take no word of their own: one let through (`-p 80`, a short option pixgate
+  // does not have) would start the server without what it asked for. Reported with the settings'
+  // problems, which context.config adds the parse problems to.
+  context.args.problems.push(
+    ...context.args.positionals.map(
+      (word) => `unexpected argument ${JSON.stringify(word)} (options are written --name value)`,
+    ),
+  );
   const { config } = context.config(purpose);
   // PIXGATE_DEV=true under `pixgate serve` is dev mode too, and just as loud.
   if (config.dev) {

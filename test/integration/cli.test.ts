@@ -233,6 +233,53 @@ describe('usage', () => {
     expect(keygenJunk.stdout).toBe('');
     expect(keygenJunk.stderr).toContain('  - --length: expected a value\n');
   });
+
+  it('serve and dev refuse a stray argument (`-p 80`) rather than start without it', async () => {
+    // The servers start when an argument is wrongly let through: stopped after a while, exit 0.
+    const bounded = (args: readonly string[]) => {
+      const child = spawnCli(args, { PIXGATE_PORT: '0', PIXGATE_DATA_DIR: join(scratch, 'stray-data') });
+      const timer = setTimeout(() => child.kill('SIGTERM'), 8000);
+      return exited(child).finally(() => clearTimeout(timer));
+    };
+    const [short, word] = await Promise.all([bounded(['dev', '-p', '80']), bounded(['serve', 'now'])]);
+    expect(short.code).toBe(2);
+    expect(short.stderr).toBe(
+      'pixgate dev: invalid settings or arguments:\n  - unexpected argument "-p" (options are written --name value)\n  - unexpected argument "80" (options are written --name value)\n',
+    );
+    expect(word.code).toBe(2);
+    // With the settings' problems, all at once.
+    expect(word.stderr).toContain('  - unexpected argument "now" (options are written --name value)\n');
+    expect(word.stderr).toContain(REQUIRED('PIXGATE_ISSUER'));
+  });
+
+  it('--help after an unknown command is still an unknown command: exit code 2', async () => {
+    const exit = await run(['frobnicate', '--help']);
+    expect(exit.code).toBe(2);
+    expect(exit.stderr).toContain('unknown command "frobnicate"');
+  });
+
+  it('names every object has (constructor, __proto__) are unknown commands and options like any other', async () => {
+    const [ctorCommand, toStringCommand, proto, twice] = await Promise.all([
+      run(['constructor']),
+      run(['toString']),
+      run(['keygen', '--__proto__', '1']),
+      run(['keygen', '--toString', '1']),
+    ]);
+    for (const [exit, word] of [
+      [ctorCommand, 'constructor'],
+      [toStringCommand, 'toString'],
+    ] as const) {
+      expect(exit.code).toBe(2);
+      expect(exit.stderr).toBe(
+        `pixgate ${word}: invalid settings or arguments:\n  - unknown command "${word}" (try pixgate --help)\n`,
+      );
+    }
+    // keygen takes no option: one that vanished on the way printed a key.
+    expect(proto.code).toBe(2);
+    expect(proto.stdout).toBe('');
+    expect(twice.code).toBe(2);
+    expect(twice.stderr).not.toContain('given more than once');
+  });
 });
 
 describe('keygen', () => {
