@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
-import { parse as parseYaml } from 'yaml';
+import { LineCounter, parse as parseYaml, YAMLError } from 'yaml';
 import type { z } from 'zod';
 import { type OriginAuthSettings, originAuthProblems } from './origin-settings.js';
 import { type Config, ConfigSchema, configKeys } from './schema.js';
@@ -222,8 +222,14 @@ function readConfigFile(path: string, problems: string[]): Record<string, unknow
     problems.push(`--config: cannot read ${path} (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
     return {};
   }
+  const yaml = /\.ya?ml$/i.test(path);
+  const lines = new LineCounter();
   try {
-    const value: unknown = /\.ya?ml$/i.test(path) ? parseYaml(text) : JSON.parse(text);
+    // logLevel 'error': a warning (an unknown tag) would be printed with its line, and the value
+    // read as a plain string, which the schema judges like any other.
+    const value: unknown = yaml
+      ? parseYaml(text, { prettyErrors: false, lineCounter: lines, logLevel: 'error' })
+      : JSON.parse(text);
     if (value === null || typeof value !== 'object' || Array.isArray(value)) {
       problems.push(`--config: ${path} must hold an object of settings`);
       return {};
@@ -231,8 +237,31 @@ function readConfigFile(path: string, problems: string[]): Record<string, unknow
     return value as Record<string, unknown>;
   } catch (error) {
     problems.push(
-      `--config: ${path} is not valid ${/\.ya?ml$/i.test(path) ? 'YAML' : 'JSON'}: ${(error as Error).message}`,
+      `--config: ${path} is not valid ${yaml ? 'YAML' : 'JSON'}${syntaxError(error, text, lines)}`,
     );
     return {};
   }
+}
+
+/**
+ * Where a config file stops parsing and what the parser wanted there, never the text around it:
+ * the file may hold secrets (SECRET_KEYS), and V8 and the yaml package both quote the text at
+ * the error. What follows a colon in a yaml message is such a quote; so is V8's `Unexpected token
+ * 'x', ..."text"... is not valid JSON`, which gives no position.
+ */
+function syntaxError(error: unknown, text: string, lines: LineCounter): string {
+  const message = (error as Error).message;
+  if (error instanceof YAMLError) {
+    const [offset = -1] = error.pos;
+    const { line, col } = offset < 0 ? { line: 0, col: 0 } : lines.linePos(offset);
+    return `${line > 0 ? ` at line ${line}, column ${col}` : ''}: ${message.replace(/:[\s\S]*$/, '')}`;
+  }
+  const at = / in JSON at position (\d+)/.exec(message);
+  if (at) {
+    const before = text.slice(0, Number(at[1])).split('\n');
+    return ` at line ${before.length}, column ${(before.at(-1) ?? '').length + 1}: ${message.slice(0, at.index)}`;
+  }
+  if (error instanceof SyntaxError && !message.startsWith('Unexpected end')) return ': Unexpected token';
+  // The end of the text, or not the parser's (yaml's alias count, against an alias bomb).
+  return `: ${message}`;
 }

@@ -280,6 +280,38 @@ describe('usage', () => {
     expect(twice.code).toBe(2);
     expect(twice.stderr).not.toContain('given more than once');
   });
+
+  it('a config file that does not parse: where, never the text around it (it may hold a secret)', async () => {
+    const dir = join(scratch, 'config-secrets');
+    await mkdir(dir, { recursive: true });
+    const SECRET = 's3cr3t-d0-not-print';
+    const files = {
+      'token.json': `{"metricsToken": ${SECRET}}`,
+      'quote.yaml': `port: 8080\nmetricsToken: "${SECRET}\n`,
+      'nested.yaml': `metricsToken: ${SECRET}\n  port: [1\n`,
+      // Valid YAML with a warning (an unknown tag): the yaml package prints it with the line.
+      'tag.yaml': `metricsToken: !!secret ${SECRET}\n`,
+    };
+    await Promise.all(Object.entries(files).map(([name, text]) => writeFile(join(dir, name), text)));
+    const exits = await Promise.all(
+      Object.keys(files).map((name) =>
+        run(['dev', '--config', join(dir, name)], { PIXGATE_PORT: 'x', PIXGATE_DATA_DIR: join(dir, 'data') }),
+      ),
+    );
+    const [json, quote, nested, tag] = exits;
+    for (const exit of exits) {
+      expect(exit.code).toBe(2);
+      expect(exit.stderr).not.toContain(SECRET.slice(0, 4));
+    }
+    expect(json?.stderr).toContain(`--config: ${join(dir, 'token.json')} is not valid JSON`);
+    expect(quote?.stderr).toContain(
+      `--config: ${join(dir, 'quote.yaml')} is not valid YAML at line 3, column 1: Missing closing "quote\n`,
+    );
+    expect(nested?.stderr).toMatch(/nested\.yaml is not valid YAML at line 1, column 15: \w/);
+    expect(tag?.stderr).toBe(
+      'pixgate dev: invalid settings or arguments:\n  - PIXGATE_PORT: Expected integer 0..65535 but received "x"\n',
+    );
+  });
 });
 
 describe('keygen', () => {

@@ -241,12 +241,16 @@ describe('config files', () => {
     const json = await file('broken.json', '{"port": ');
     const [jsonProblem, ...moreJson] = problemsOf({ cwd: dir, file: json });
     expect(moreJson).toEqual([]);
-    expect(jsonProblem).toMatch(new RegExp(`^--config: ${join(dir, json)} is not valid JSON: .+`));
+    expect(jsonProblem).toMatch(
+      new RegExp(`^--config: ${join(dir, json)} is not valid JSON( at line \\d+, column \\d+)?: .+`),
+    );
 
     const yaml = await file('broken.yaml', 'port: [\n');
     const [yamlProblem, ...moreYaml] = problemsOf({ cwd: dir, file: yaml });
     expect(moreYaml).toEqual([]);
-    expect(yamlProblem).toMatch(new RegExp(`^--config: ${join(dir, yaml)} is not valid YAML: .+`));
+    expect(yamlProblem).toMatch(
+      new RegExp(`^--config: ${join(dir, yaml)} is not valid YAML at line \\d+, column \\d+: .+`),
+    );
 
     for (const [name, contents] of [
       ['list.json', '[1, 2]'],
