@@ -1,5 +1,6 @@
 import type { ConfigPurpose } from '../config/load.js';
 import type { Config } from '../config/schema.js';
+import { MAX_OWNER_LENGTH } from '../store/store.js';
 
 /**
  * Command-line words: `pixgate <command> [positionals] [--name value | --name=value]...`.
@@ -99,4 +100,11 @@ export function parseDuration(text: string): number | undefined {
   if (!match) return undefined;
   const unit = { s: 1, m: 60, h: 3600, d: 86400 }[(match[2] ?? 's') as 's' | 'm' | 'h' | 'd'];
   return Number(match[1]) * unit;
+}
+
+/** `--owner` of import and register: what the API's register takes (routes/register.ts). */
+export function ownerProblems(owner: string | undefined): string[] {
+  if (!owner) return ['--owner: required (the sub the images will belong to)'];
+  if (owner.length > MAX_OWNER_LENGTH) return [`--owner: expected at most ${MAX_OWNER_LENGTH} characters`];
+  return [];
 }

@@ -6,7 +6,7 @@ import { isAppError } from '../errors.js';
 import { openStorage } from '../main.js';
 import { type Visibility, visibilities } from '../store/store.js';
 import { walk } from '../walk.js';
-import { type CommandContext, UsageError } from './args.js';
+import { type CommandContext, ownerProblems, UsageError } from './args.js';
 
 /**
  * `pixgate import DIR --owner SUB [--visibility V]`: copies every file under DIR in, exactly as
@@ -22,7 +22,7 @@ export async function runImport(context: CommandContext): Promise<number> {
   const dir = context.args.positionals[0];
   if (dir === undefined || context.args.positionals.length > 1)
     problems.push('expected exactly one directory');
-  if (!own.owner) problems.push('--owner: required (the sub the images will belong to)');
+  problems.push(...ownerProblems(own.owner));
   const visibility = (own.visibility ?? 'private') as Visibility;
   if (!visibilities.includes(visibility))
     problems.push(`--visibility: expected one of ${visibilities.join(', ')}`);

@@ -2,7 +2,7 @@ import { isAppError } from '../errors.js';
 import { openStorage } from '../main.js';
 import { checkOriginKey } from '../origins/key.js';
 import { type Visibility, visibilities } from '../store/store.js';
-import { type CommandContext, UsageError } from './args.js';
+import { type CommandContext, ownerProblems, UsageError } from './args.js';
 
 /**
  * `pixgate register KEY... --owner SUB [--visibility V]` or `pixgate register --prefix P --owner
@@ -25,7 +25,7 @@ export async function runRegister(context: CommandContext): Promise<number> {
       problems.push(`--prefix: ${isAppError(error) ? error.publicMessage : 'invalid'}`);
     }
   }
-  if (!own.owner) problems.push('--owner: required (the sub the images will belong to)');
+  problems.push(...ownerProblems(own.owner));
   const visibility = (own.visibility ?? 'private') as Visibility;
   if (!visibilities.includes(visibility))
     problems.push(`--visibility: expected one of ${visibilities.join(', ')}`);

@@ -2,6 +2,8 @@
 
 export type Visibility = 'private' | 'preview' | 'public';
 export const visibilities: readonly Visibility[] = ['private', 'preview', 'public'];
+/** An owner is a token's subject; OIDC keeps `sub` within 255 ASCII characters. */
+export const MAX_OWNER_LENGTH = 256;
 
 export interface ImageRecord {
   /** At least 128 random bits, base64url; never derived from the file name or content. */

@@ -492,6 +492,22 @@ describe('import', () => {
   });
 });
 
+describe('--owner', () => {
+  it('is refused past 256 characters, as POST /v1/images refuses such an owner', async () => {
+    const long = 'a'.repeat(257);
+    const env = { PIXGATE_DATA_DIR: join(scratch, 'owner-data') };
+    const [imported, registered] = await Promise.all([
+      run(['import', scratch, '--owner', long], env),
+      run(['register', 'a.jpg', '--owner', long], env),
+    ]);
+    for (const exit of [imported, registered]) {
+      expect(exit.code).toBe(2);
+      expect(exit.stdout).toBe('');
+      expect(exit.stderr).toContain('  - --owner: expected at most 256 characters\n');
+    }
+  });
+});
+
 describe('import of symbolic links', () => {
   // Regression: Dirent.isFile() is false for a link, so linked files were left out of both the
   // import and the count, without a word.

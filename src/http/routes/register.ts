@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { isAdmin, type Principal } from '../../auth/principal.js';
 import { AppError } from '../../errors.js';
 import type { Ingest } from '../../images/ingest.js';
-import { type ImageRecord, visibilities } from '../../store/store.js';
+import { type ImageRecord, MAX_OWNER_LENGTH, visibilities } from '../../store/store.js';
 
 /**
  * `POST /v1/images` with a JSON body (admins only): records an original already in the origin,
@@ -17,7 +17,7 @@ const registerSchema = z
     owner: z
       .string({ error: 'Expected an "owner"' })
       .min(1, { error: 'Expected an "owner"' })
-      .max(256, { error: 'Expected an owner of at most 256 characters' }),
+      .max(MAX_OWNER_LENGTH, { error: `Expected an owner of at most ${MAX_OWNER_LENGTH} characters` }),
     visibility: z
       .enum(visibilities as [string, ...string[]], {
         error: `Expected one of ${visibilities.join(', ')} for visibility`,
