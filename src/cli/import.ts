@@ -14,7 +14,7 @@ import { type CommandContext, ownerProblems, UsageError } from './args.js';
  * summary of what was skipped and why. A symbolic link to a file is imported like the file; one
  * that leads nowhere or to a directory is skipped (linkProblem), and so is anything else that is
  * not a regular file (a FIFO, a socket, a device). Exit code 1 when a file failed
- * for a reason other than its content (an I/O error), 0 otherwise.
+ * for a reason other than its content (an I/O error), 130 when interrupted, 0 otherwise.
  */
 export async function runImport(context: CommandContext): Promise<number> {
   const { config, own } = context.config('tool', ['owner', 'visibility']);
@@ -59,9 +59,23 @@ export async function runImport(context: CommandContext): Promise<number> {
     { format: 'importing [{bar}] {value}/{total} {file}', hideCursor: true, stream: process.stderr },
     cliProgress.Presets.shades_classic,
   );
+  // Ctrl-C (or SIGTERM) stops between two files, never inside one, and the summary still says
+  // what is in and what is not, for a rerun to start there: imports are not deduplicated. A
+  // second Ctrl-C finds no handler left and kills at once; a crash's leftovers are swept.
+  let interrupted: string | undefined;
+  const interrupt = (signal: NodeJS.Signals) => {
+    interrupted = signal === 'SIGINT' ? 'Ctrl-C' : signal;
+  };
+  process.once('SIGINT', interrupt);
+  process.once('SIGTERM', interrupt);
   bar.start(files.length, 0, { file: '' });
   try {
-    for (const file of files) {
+    for (const [index, file] of files.entries()) {
+      if (interrupted !== undefined) {
+        const reason = `not imported: interrupted (${interrupted}) before it was read`;
+        for (const left of files.slice(index)) skip(reason, relative(root, left));
+        break;
+      }
       const name = relative(root, file);
       bar.update({ file: name });
       const stream = createReadStream(file);
@@ -86,6 +100,8 @@ export async function runImport(context: CommandContext): Promise<number> {
       bar.increment();
     }
   } finally {
+    process.off('SIGINT', interrupt);
+    process.off('SIGTERM', interrupt);
     bar.stop();
     await storage.close();
   }
@@ -96,6 +112,8 @@ export async function runImport(context: CommandContext): Promise<number> {
     for (const name of names.slice(0, 20)) process.stdout.write(`  ${name}\n`);
     if (names.length > 20) process.stdout.write(`  ... and ${names.length - 20} more\n`);
   }
+  // 128 + the signal's number, as a shell reports a command the signal ended.
+  if (interrupted !== undefined) return interrupted === 'SIGTERM' ? 143 : 130;
   return failed > 0 ? 1 : 0;
 }
 

@@ -508,6 +508,58 @@ describe('--owner', () => {
   });
 });
 
+describe('import interrupted with Ctrl-C', () => {
+  it('stops between two files: a summary naming what is not in, exit code 130, no temp file', async () => {
+    const source = join(scratch, 'many-photos');
+    const dataDir = join(scratch, 'interrupted-data');
+    await mkdir(source, { recursive: true });
+    const noisy = sharp({
+      create: {
+        width: 1200,
+        height: 900,
+        channels: 3,
+        background: '#808080',
+        noise: { type: 'gaussian', mean: 128, sigma: 60 },
+      },
+    });
+    const jpeg = await noisy.jpeg({ quality: 90 }).toBuffer();
+    const total = 120;
+    await Promise.all(
+      Array.from({ length: total }, (_, i) =>
+        writeFile(join(source, `${String(i).padStart(3, '0')}.jpg`), jpeg),
+      ),
+    );
+    const child = spawnCli(['import', source, '--owner', 'alice'], { PIXGATE_DATA_DIR: dataDir });
+    const done = exited(child);
+    // Midway: once the first originals are in.
+    await vi.waitFor(
+      async () =>
+        expect((await readdir(join(dataDir, 'originals')).catch(() => [])).length).toBeGreaterThan(0),
+      { timeout: 20_000, interval: 20 },
+    );
+    child.kill('SIGINT');
+    const exit = await done;
+    expect(exit.signal).toBeNull();
+    expect(exit.code).toBe(130);
+    const imported = Number(/^Imported (\d+) of 120 files for alice\.$/m.exec(exit.stdout)?.[1]);
+    expect(imported).toBeGreaterThan(0);
+    expect(imported).toBeLessThan(total);
+    const notIn = skippedByReason(exit.stdout).get('not imported: interrupted (Ctrl-C) before it was read');
+    expect(exit.stdout).toContain(
+      `Skipped ${total - imported}: not imported: interrupted (Ctrl-C) before it was read\n`,
+    );
+    // The first 20 are named, in order: a rerun can start there.
+    expect(notIn?.[0]).toBe(`${String(imported).padStart(3, '0')}.jpg`);
+    expect(await readdir(join(dataDir, 'tmp'))).toEqual([]);
+    const db = new BetterSqlite3(join(dataDir, 'pixgate.db'), { readonly: true });
+    try {
+      expect(db.prepare('SELECT count(*) AS n FROM images').get()).toEqual({ n: imported });
+    } finally {
+      db.close();
+    }
+  });
+});
+
 describe('import of symbolic links', () => {
   // Regression: Dirent.isFile() is false for a link, so linked files were left out of both the
   // import and the count, without a word.
