@@ -76,9 +76,13 @@ const SECRET_KEYS = new Set([
   'metricsToken',
 ]);
 
-/** A value as a problem quotes it: a URL's `user:password@` is not quoted either. */
+/**
+ * A value as a problem quotes it: a URL's `user:password@` is not quoted either. Up to the last
+ * `@`, whatever comes between: a password may hold a `/`, `?`, `#` or `@` of its own (the URL is
+ * then invalid, and quoted). A path with an `@` in it is hidden too, which costs nothing.
+ */
 const quoted = (value: unknown) =>
-  JSON.stringify(typeof value === 'string' ? value.replace(/\/\/[^/?#]*@/, '//[redacted]@') : value);
+  JSON.stringify(typeof value === 'string' ? value.replace(/(\/\/\/?).*@/, '$1[redacted]@') : value);
 
 export function loadConfig(options: LoadConfigOptions = {}): Config {
   const env = options.env ?? process.env;

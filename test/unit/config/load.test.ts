@@ -708,6 +708,17 @@ describe('problems never echo a secret', () => {
       'PIXGATE_STORAGE: Expected file:PATH, s3://bucket/prefix or an http(s):// base URL without credentials in it but received "https://[redacted]@files.internal/"',
     ]);
   });
+
+  it('hides a password that holds a URL delimiter (/, ?, #, @) all the same', () => {
+    for (const password of [`a/${SECRET}`, `a?${SECRET}`, `a#${SECRET}`, `a@${SECRET}`]) {
+      const problems = problemsOf({
+        env: { PIXGATE_JWKS_URL: `https://user:${password}@login.example.com/` },
+      });
+      expect(problems).toHaveLength(1);
+      expect(problems[0]).toMatch(/^PIXGATE_JWKS_URL: Expected an http\(s\) URL/);
+      expect(problems[0]).not.toContain(SECRET);
+    }
+  });
 });
 
 describe('the result', () => {
