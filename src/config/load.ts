@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { LineCounter, parse as parseYaml, YAMLError } from 'yaml';
 import type { z } from 'zod';
@@ -218,12 +218,39 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
   });
 }
 
-function readConfigFile(path: string, problems: string[]): Record<string, unknown> {
-  let text: string;
+/**
+ * Settings files are small: a bigger one is the wrong file (a log, an image, /dev/zero, which
+ * never ends), and is read no further than this. A FIFO (`--config <(...)`) is read like a file.
+ */
+const MAX_CONFIG_BYTES = 1024 ** 2;
+
+/** The file's text, or undefined past MAX_CONFIG_BYTES. */
+function readCapped(path: string): string | undefined {
+  const fd = openSync(path, 'r');
   try {
-    text = readFileSync(path, 'utf8');
+    const buffer = Buffer.alloc(MAX_CONFIG_BYTES + 1);
+    let length = 0;
+    while (length < buffer.length) {
+      const read = readSync(fd, buffer, length, buffer.length - length, null);
+      if (read === 0) break;
+      length += read;
+    }
+    return length > MAX_CONFIG_BYTES ? undefined : buffer.toString('utf8', 0, length);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function readConfigFile(path: string, problems: string[]): Record<string, unknown> {
+  let text: string | undefined;
+  try {
+    text = readCapped(path);
   } catch (error) {
     problems.push(`--config: cannot read ${path} (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
+    return {};
+  }
+  if (text === undefined) {
+    problems.push(`--config: ${path} is larger than 1 MiB: not a settings file`);
     return {};
   }
   const yaml = /\.ya?ml$/i.test(path);

@@ -281,6 +281,19 @@ describe('usage', () => {
     expect(twice.stderr).not.toContain('given more than once');
   });
 
+  it('a config file past 1 MiB is the wrong file: refused at once, not read into memory', async () => {
+    const child = spawnCli(['dev', '--config', '/dev/zero'], {
+      PIXGATE_DATA_DIR: join(scratch, 'zero-data'),
+    });
+    // Read to the end, /dev/zero never ends: the process grows until stopped.
+    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    const exit = await exited(child).finally(() => clearTimeout(timer));
+    expect(exit.code).toBe(2);
+    expect(exit.stderr).toBe(
+      'pixgate dev: invalid settings or arguments:\n  - --config: /dev/zero is larger than 1 MiB: not a settings file\n',
+    );
+  });
+
   it('a config file that does not parse: where, never the text around it (it may hold a secret)', async () => {
     const dir = join(scratch, 'config-secrets');
     await mkdir(dir, { recursive: true });
