@@ -91,7 +91,9 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
   const merged: Record<string, unknown> = {};
   const origin: Record<string, string> = {};
 
-  if (options.file !== undefined) {
+  // `--config=` resolves to the working directory itself, and was reported as that (EISDIR).
+  if (options.file?.trim() === '') problems.push('--config: expected a file path');
+  else if (options.file !== undefined) {
     const fromFile = readConfigFile(resolve(cwd, options.file), problems);
     const known = new Set<string>(configKeys);
     for (const [key, value] of Object.entries(fromFile)) {

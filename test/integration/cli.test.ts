@@ -281,6 +281,14 @@ describe('usage', () => {
     expect(twice.stderr).not.toContain('given more than once');
   });
 
+  it('an empty --config is a missing path, not the working directory', async () => {
+    const exit = await run(['dev', '--config='], { PIXGATE_DATA_DIR: join(scratch, 'empty-config-data') });
+    expect(exit.code).toBe(2);
+    expect(exit.stderr).toBe(
+      'pixgate dev: invalid settings or arguments:\n  - --config: expected a file path\n',
+    );
+  });
+
   it('a config file past 1 MiB is the wrong file: refused at once, not read into memory', async () => {
     const child = spawnCli(['dev', '--config', '/dev/zero'], {
       PIXGATE_DATA_DIR: join(scratch, 'zero-data'),
