@@ -15,9 +15,8 @@ function report(ok: boolean, detail: string): void {
 }
 
 try {
-  const auth = await registerImageAuth({ getToken: () => parentDemo?.token() ?? null, scope: '/demo/sw/' });
-  // The worker may still hold the token of the user signed in before: drop it (acknowledged).
-  await auth.refresh();
+  // registerImageAuth drops whatever token the worker held for the user signed in before.
+  await registerImageAuth({ getToken: () => parentDemo?.token() ?? null, scope: '/demo/sw/' });
   const img = document.getElementById('image') as HTMLImageElement;
   img.addEventListener('load', () => report(true, `${img.naturalWidth}×${img.naturalHeight}`), {
     once: true,

@@ -131,6 +131,10 @@ export async function registerImageAuth(options: RegisterOptions): Promise<Image
       updateViaCache: 'none',
     });
     await untilControlled(container, timeoutMs);
+    // The worker outlives pages and sign-ins: it may still hold a token an earlier registration's
+    // getToken gave, another user's when the app never called unregister() (a session that
+    // expired, another tab). Dropped, acknowledged, before any image: the first asks this getToken.
+    await forgetToken(container, registration, timeoutMs);
   } catch (error) {
     container.removeEventListener('message', onMessage);
     registrations.splice(registrations.indexOf(thisCall), 1);
@@ -138,19 +142,25 @@ export async function registerImageAuth(options: RegisterOptions): Promise<Image
   }
 
   return {
-    async refresh() {
-      const worker = container.controller ?? registration.active;
-      if (!worker) throw new Error('pixgate: no active service worker to refresh');
-      await ask(worker, MESSAGES.forget, MESSAGES.forgotten, timeoutMs);
-    },
+    refresh: () => forgetToken(container, registration, timeoutMs),
     async unregister() {
       isUnregistered = true;
-      const worker = container.controller ?? registration.active;
       // The worker forgets the token now: images from here on go without a credential.
-      if (worker) await ask(worker, MESSAGES.forget, MESSAGES.forgotten, timeoutMs).catch(() => undefined);
+      await forgetToken(container, registration, timeoutMs).catch(() => undefined);
       await registration.unregister();
     },
   };
+}
+
+/** Makes the worker drop its token; resolves once it acknowledged. */
+async function forgetToken(
+  container: ServiceWorkerContainer,
+  registration: ServiceWorkerRegistration,
+  timeoutMs: number,
+): Promise<void> {
+  const worker = container.controller ?? registration.active;
+  if (!worker) throw new Error('pixgate: no active service worker to refresh');
+  await ask(worker, MESSAGES.forget, MESSAGES.forgotten, timeoutMs);
 }
 
 /**

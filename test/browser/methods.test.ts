@@ -241,6 +241,20 @@ describe.skipIf(!run)('in Chromium', () => {
     await page.evaluate('window.auth.unregister()');
   });
 
+  it('service worker: a new registration drops the token the worker held for an earlier one (regression)', async () => {
+    await page.evaluate(
+      `window.pixgate.registerImageAuth({ getToken: () => '${alice}' }).then((auth) => { window.auth = auth; })`,
+    );
+    expect(await page.evaluate(`window.loadImg('${imageUrl()}')`)).toBeGreaterThan(0);
+    // Bob signs in without Alice having signed out (her session expired, the app forgot to
+    // unregister, another tab): his registration must not inherit her token from the worker.
+    await page.evaluate(
+      `window.pixgate.registerImageAuth({ getToken: () => '${bob}' }).then((auth) => { window.auth = auth; })`,
+    );
+    expect(await page.evaluate(`window.loadImg('${imageUrl()}')`)).toBe(0);
+    await page.evaluate('window.auth.unregister()');
+  });
+
   it('service worker: registrations that fail leave the one that works answering the worker', async () => {
     await page.evaluate(
       `window.pixgate.registerImageAuth({ getToken: () => '${alice}' }).then((auth) => { window.auth = auth; })`,
