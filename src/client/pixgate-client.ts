@@ -325,6 +325,8 @@ export function sessionFetch(input: string, init: RequestInit = {}): Promise<Res
 /** Ends the session server-side: the cookie's value is useless from then on. */
 export async function endSession(baseUrl = ''): Promise<void> {
   const response = await sessionFetch(`${baseUrl}/v1/sessions/current`, { method: 'DELETE' });
-  keepCsrfToken(null);
+  // Dropped only once the session has ended: after a refusal (a 503 while the session store is
+  // down) the session lives on, and a retry without the CSRF token would be a 403.
   if (response.status !== 204) throw await failure(response);
+  keepCsrfToken(null);
 }
