@@ -313,12 +313,18 @@ export async function startSession(token: string, baseUrl = ''): Promise<Session
   return info;
 }
 
-/** fetch() carried by the session cookie, with the CSRF token on unsafe methods. */
+/**
+ * fetch() carried by the session cookie, with the CSRF token on unsafe methods to this page's
+ * origin: the cookie goes nowhere else (`same-origin`), and neither does the token that, with it,
+ * allows changes.
+ */
 export function sessionFetch(input: string, init: RequestInit = {}): Promise<Response> {
   const headers = new Headers(init.headers);
   const method = (init.method ?? 'GET').toUpperCase();
   const csrfToken = keptCsrfToken();
-  if (csrfToken && method !== 'GET' && method !== 'HEAD') headers.set('x-csrf-token', csrfToken);
+  const isUnsafe = method !== 'GET' && method !== 'HEAD';
+  const isOwnOrigin = new URL(input, location.href).origin === location.origin;
+  if (csrfToken && isUnsafe && isOwnOrigin) headers.set('x-csrf-token', csrfToken);
   return fetch(input, { ...init, headers, credentials: 'same-origin' });
 }
 

@@ -68,4 +68,19 @@ describe('session helpers', () => {
     await client.sessionFetch('/v1/images/a', { method: 'PATCH' });
     expect(calls.at(-1)?.headers.has('x-csrf-token')).toBe(false);
   });
+
+  it('sessionFetch() sends the CSRF token to the page origin only (regression)', async () => {
+    await client.startSession('token');
+    await client.sessionFetch('/v1/images/a', { method: 'PATCH' });
+    expect(calls.at(-1)?.headers.get('x-csrf-token')).toBe('csrf-1');
+    await client.sessionFetch(`${APP}/v1/links/l`, { method: 'DELETE' });
+    expect(calls.at(-1)?.headers.get('x-csrf-token')).toBe('csrf-1');
+    // Another origin gets no cookie (credentials: 'same-origin'), and not the CSRF token either.
+    await client.sessionFetch('https://api.other.example/items', { method: 'POST' });
+    expect(calls.at(-1)?.headers.has('x-csrf-token')).toBe(false);
+    await client.sessionFetch('//cdn.example/x', { method: 'POST' });
+    expect(calls.at(-1)?.headers.has('x-csrf-token')).toBe(false);
+    await client.sessionFetch('/v1/images/a');
+    expect(calls.at(-1)?.headers.has('x-csrf-token')).toBe(false);
+  });
 });
