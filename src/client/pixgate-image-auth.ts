@@ -78,6 +78,17 @@ function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null;
 }
 
+/**
+ * A token that can go in `Authorization` (RFC 6750's b64token is visible ASCII; surrounding
+ * whitespace is trimmed, as Headers does), else null. Any other answer (a line break inside,
+ * non-ASCII) made Headers throw: every image a network error, and the worker, keeping the token,
+ * never asked again.
+ */
+function usableToken(value: unknown): string | null {
+  const token = typeof value === 'string' ? value.trim() : '';
+  return /^[\x21-\x7e]+$/.test(token) ? token : null;
+}
+
 /** Asks one page through a MessageChannel; null on no answer in time. */
 function askPage(client: ClientLike, timeoutMs: number): Promise<string | null> {
   return new Promise((resolve) => {
@@ -90,8 +101,7 @@ function askPage(client: ClientLike, timeoutMs: number): Promise<string | null> 
       clearTimeout(timer);
       channel.port1.close();
       const data: unknown = event.data;
-      const token = isObject(data) && typeof data.token === 'string' && data.token !== '' ? data.token : null;
-      resolve(token);
+      resolve(isObject(data) ? usableToken(data.token) : null);
     };
     client.postMessage({ type: MESSAGES.tokenRequest }, [channel.port2]);
   });
@@ -136,7 +146,7 @@ export function createImageAuthHandler(options: ImageAuthHandlerOptions): ImageA
     if (!pending) {
       const question: Question = {
         answer: (async () => {
-          const inWorker = options.getToken ? ((await options.getToken()) ?? null) : null;
+          const inWorker = options.getToken ? usableToken(await options.getToken()) : null;
           return inWorker ?? (await pageToken(clientId));
         })()
           .catch(() => null)

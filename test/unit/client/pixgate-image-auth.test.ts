@@ -170,3 +170,21 @@ describe('createImageAuthHandler', () => {
     expect(state.asked).toBe(2);
   });
 });
+
+describe('createImageAuthHandler, a token that cannot go in a header (regression)', () => {
+  it('is not used nor kept: the image goes without a header (a 401), and the next one asks again', async () => {
+    stubPixgate();
+    const answers = ['bad\ntoken', 'good'];
+    const { client, state } = page(() => answers.shift() ?? null);
+    const handler = createImageAuthHandler({ clients: clientsOf(client), origins: [PIXGATE] });
+    const first = event(`${PIXGATE}/v1/images/a`);
+    handler.handleFetch(first);
+    // Not a network error (a broken image with no status) that every later image repeats.
+    expect((await first.response)?.status).toBe(401);
+    expect(sent[0]?.headers.has('authorization')).toBe(false);
+    const second = event(`${PIXGATE}/v1/images/a?w=2`);
+    handler.handleFetch(second);
+    expect((await second.response)?.status).toBe(200);
+    expect(state.asked).toBe(2);
+  });
+});
