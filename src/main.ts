@@ -76,9 +76,12 @@ export interface Storage {
   close(): Promise<void>;
 }
 
+/** The SQLite file in the data dir: images, links and sessions. */
+export const databaseFile = (dataDir: string) => join(dataDir, 'pixgate.db');
+
 export async function openStorage(config: Config, clock: Clock = systemClock): Promise<Storage> {
   await mkdir(config.dataDir, { recursive: true });
-  const store = withImageCache(await openSqliteStore(join(config.dataDir, 'pixgate.db')), {
+  const store = withImageCache(await openSqliteStore(databaseFile(config.dataDir)), {
     maxEntries: config.imageCacheSize,
     ttlMs: config.imageCacheTtlSeconds * 1000,
   });
@@ -207,7 +210,7 @@ export async function startPixgate(config: Config, options: StartOptions = {}): 
   });
 
   // After openStorage: the store's open has migrated the database the sessions live in.
-  const sessionStore = await openSqliteSessionStore(join(config.dataDir, 'pixgate.db'));
+  const sessionStore = await openSqliteSessionStore(databaseFile(config.dataDir));
   const sessions = createSessions({ store: sessionStore, clock, maxSeconds: config.sessionMaxSeconds });
 
   const server = await buildServer({

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { createSignedUrls, loadDevSigningKey } from '../auth/signed-url.js';
 import { isAppError } from '../errors.js';
 import {
@@ -6,7 +7,7 @@ import {
   transformParameters,
   transformToQuery,
 } from '../images/transform.js';
-import { openStorage } from '../main.js';
+import { databaseFile, openStorage } from '../main.js';
 import { isImageId } from '../store/ids.js';
 import { type CommandContext, parseDuration, UsageError } from './args.js';
 
@@ -36,6 +37,11 @@ export async function runSign(context: CommandContext): Promise<number> {
   } catch (error) {
     if (!isAppError(error)) throw error;
     problems.push(error.publicMessage);
+  }
+  // Only reads: a mistyped data dir (or the default ./data, run from elsewhere) would otherwise get
+  // an empty database, and with --dev true a signing key, before the image was found missing.
+  if (!existsSync(databaseFile(config.dataDir))) {
+    problems.push(`PIXGATE_DATA_DIR: no pixgate database in ${config.dataDir}`);
   }
   if (problems.length > 0) throw new UsageError(problems);
 

@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { connect, createServer } from 'node:net';
@@ -392,6 +393,22 @@ describe('sign', () => {
     } finally {
       await server.close();
     }
+  });
+
+  // A mistyped PIXGATE_DATA_DIR (or sign run from another directory, with the default ./data)
+  // made an empty database there, and with --dev true a signing key, before "no image".
+  it('refuses a data dir that holds no pixgate database, and writes nothing there', async () => {
+    const missing = join(scratch, 'sign-typo');
+    const keys = `k1:${Buffer.alloc(32, 7).toString('base64')}`;
+    const [withKeys, devKey] = await Promise.all([
+      run(['sign', 'AAAAAAAAAAAAAAAAAAAAAA'], { PIXGATE_DATA_DIR: missing, PIXGATE_SIGNING_KEYS: keys }),
+      run(['sign', 'AAAAAAAAAAAAAAAAAAAAAA', '--dev', 'true'], { PIXGATE_DATA_DIR: missing }),
+    ]);
+    for (const result of [withKeys, devKey]) {
+      expect(result.code).toBe(2);
+      expect(result.stderr).toContain(`no pixgate database in ${missing}`);
+    }
+    expect(existsSync(missing)).toBe(false);
   });
 });
 
