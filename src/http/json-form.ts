@@ -5,7 +5,7 @@
  */
 import type { FastifyReply } from 'fastify';
 import { AppError } from '../errors.js';
-import { acceptRanges, acceptsExplicitly } from '../images/negotiate.js';
+import { acceptRanges, explicitQuality } from '../images/negotiate.js';
 
 /**
  * Only when named explicitly: `*\/*` (every fetch's default) must keep meaning bytes. And only
@@ -14,9 +14,9 @@ import { acceptRanges, acceptsExplicitly } from '../images/negotiate.js';
  * (`application/json, image/webp`: the JSON form of a WebP, as loadAsDataUri asks).
  */
 export function wantsJsonForm(accept: string | undefined): boolean {
-  if (!acceptsExplicitly(accept, 'application/json')) return false;
   const ranges = acceptRanges(accept);
-  const json = Math.min(...ranges.filter(({ range }) => range === 'application/json').map(({ q }) => q));
+  const json = explicitQuality(ranges, 'application/json');
+  if (json === 0) return false;
   const image = Math.max(
     0,
     ...ranges.filter(({ range }) => range.startsWith('image/') || range === '*/*').map(({ q }) => q),

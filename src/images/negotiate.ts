@@ -28,12 +28,22 @@ export function acceptRanges(accept: string | undefined): { range: string; q: nu
 }
 
 /**
- * Whether `accept` names `type` explicitly with q > 0. A range with a malformed q counts for
- * nothing; a type listed twice is accepted only if no entry refuses it (`q=0` wins).
+ * How much `ranges` want `type`, named explicitly: 0 when it is not named, or when any entry
+ * refuses it (a type listed twice is accepted only if none does: `q=0` wins), else its lowest q.
  */
+export function explicitQuality(ranges: readonly { range: string; q: number }[], type: string): number {
+  let quality = 0;
+  for (const { range, q } of ranges) {
+    if (range !== type) continue;
+    if (q === 0) return 0;
+    quality = quality === 0 ? q : Math.min(quality, q);
+  }
+  return quality;
+}
+
+/** Whether `accept` names `type` explicitly with q > 0 (explicitQuality). */
 export function acceptsExplicitly(accept: string | undefined, type: string): boolean {
-  const named = acceptRanges(accept).filter(({ range }) => range === type);
-  return named.length > 0 && named.every(({ q }) => q > 0);
+  return explicitQuality(acceptRanges(accept), type) > 0;
 }
 
 /** Animated means kept as an animation in WebP output: several frames of a GIF or WebP. */
@@ -49,11 +59,12 @@ export function chooseFormat(
   avifAutoMaxPixels: number,
 ): OutputFormat {
   if (requested !== 'auto') return requested;
+  const ranges = acceptRanges(accept);
   // AVIF encoding of a large output takes seconds here (effort 2: 0.5 s at 1.9 MP, 1.4 s at
   // 4.3 MP), and AVIF output would drop an animation that WebP keeps.
-  if (!source.isAnimated && outputPixels <= avifAutoMaxPixels && acceptsExplicitly(accept, 'image/avif')) {
+  if (!source.isAnimated && outputPixels <= avifAutoMaxPixels && explicitQuality(ranges, 'image/avif') > 0) {
     return 'avif';
   }
-  if (acceptsExplicitly(accept, 'image/webp')) return 'webp';
+  if (explicitQuality(ranges, 'image/webp') > 0) return 'webp';
   return source.hasAlpha ? 'png' : 'jpeg';
 }
