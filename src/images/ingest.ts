@@ -262,20 +262,22 @@ export function createIngest(options: IngestOptions) {
             () => true,
             () => false,
           );
-        // The commit can still fail once the original is gone (SQLITE_FULL): the row stays, and
-        // so does the mark, for a sweep to finish the delete. Otherwise, done or refused before
-        // anything went, the mark has nothing more to tell.
+        const unmark = async () => {
+          if (marked) await rm(mark, { force: true }).catch(ignore);
+        };
         let originDeleted = false;
-        let keepMark = false;
         try {
-          return await deleteImage(image, () => {
+          const deleted = await deleteImage(image, () => {
             originDeleted = true;
           });
+          await unmark();
+          return deleted;
         } catch (error) {
-          keepMark = originDeleted;
+          // The commit can still fail once the original is gone (SQLITE_FULL): the row stays,
+          // and so does the mark, for a sweep to finish the delete. Refused before anything
+          // went, the mark has nothing more to tell.
+          if (!originDeleted) await unmark();
           throw error;
-        } finally {
-          if (marked && !keepMark) await rm(mark, { force: true }).catch(ignore);
         }
       });
     },
