@@ -1,3 +1,5 @@
+import { expect } from 'vitest';
+
 /**
  * Everything a client can see of a response but the Date header: its status, every header in
  * order and its body, so two answers that must be indistinguishable can be compared whole.
@@ -8,3 +10,10 @@ export async function shape(response: Response) {
 }
 
 export type ResponseShape = Awaited<ReturnType<typeof shape>>;
+
+/** An error in the contract: its status, `Cache-Control: no-store`, and `{ "error": { "code" } }`. */
+export async function expectError(response: Response, status: number, code: string): Promise<void> {
+  expect(response.status).toBe(status);
+  expect(response.headers.get('cache-control')).toBe('no-store');
+  expect(((await response.json()) as { error: { code: string } }).error.code).toBe(code);
+}

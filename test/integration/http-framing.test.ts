@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { synth } from '../helpers/images.js';
 import { parseResponses, rawExchange } from '../helpers/net.js';
 import { startTestServer, type TestServer, uploadImage } from '../helpers/pixgate.js';
+import { expectError } from '../helpers/response-shape.js';
 
 /**
  * Message framing and codings (RFC 9112 §3.2, §6.1; RFC 9110 §8.4): what Node's parser lets
@@ -23,12 +24,6 @@ beforeAll(async () => {
 afterAll(() => server.destroy());
 
 const auth = (extra: Record<string, string> = {}) => ({ authorization: `Bearer ${alice}`, ...extra });
-
-async function expectError(response: Response, status: number, code: string): Promise<void> {
-  expect(response.status).toBe(status);
-  expect(response.headers.get('cache-control')).toBe('no-store');
-  expect(((await response.json()) as { error: { code: string } }).error.code).toBe(code);
-}
 
 async function imageCount(): Promise<number> {
   const list = await fetch(`${server.url}/v1/images?limit=100`, { headers: auth() });

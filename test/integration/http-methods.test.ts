@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { synth } from '../helpers/images.js';
 import { parseResponses, rawExchange, rawRequest } from '../helpers/net.js';
 import { startTestServer, type TestServer, uploadImage } from '../helpers/pixgate.js';
+import { expectError } from '../helpers/response-shape.js';
 
 /**
  * A method a known path does not take (RFC 9110 §9.1, §15.5.6): 405 with `Allow`, in the error
@@ -20,12 +21,6 @@ beforeAll(async () => {
   imageId = (await uploadImage(server, alice, photo, { type: 'image/jpeg' })).id;
 });
 afterAll(() => server.destroy());
-
-async function expectError(response: Response, status: number, code: string): Promise<void> {
-  expect(response.status).toBe(status);
-  expect(response.headers.get('cache-control')).toBe('no-store');
-  expect(((await response.json()) as { error: { code: string } }).error.code).toBe(code);
-}
 
 describe('a method the path does not take', () => {
   it.each([
