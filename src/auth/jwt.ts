@@ -89,6 +89,9 @@ const isKeySelectionError = (error: unknown) =>
   error instanceof errors.JWKSMultipleMatchingKeys ||
   error instanceof errors.JOSENotSupported;
 
+/** How soon a failed fetch is retried while no key set has been fetched yet. */
+const FIRST_FETCH_RETRY_MS = 1000;
+
 /**
  * jose's remote JWKS, plus stale-if-error. jose refetches the set on an unknown `kid` at most once
  * per cooldown (so a flood of made-up kids cannot hammer the issuer) and when it is older than
@@ -101,9 +104,6 @@ const isKeySelectionError = (error: unknown) =>
  * made-up kids during an outage was one JWKS request each. Meanwhile the stale set decides (or
  * it is a 503); the price is that a recovered issuer is noticed up to one cooldown late.
  */
-/** How soon a failed fetch is retried while no key set has been fetched yet. */
-const FIRST_FETCH_RETRY_MS = 1000;
-
 function remoteKeys(url: string, cooldownSeconds: number): JWTVerifyGetKey {
   const cooldownMs = cooldownSeconds * 1000;
   const remote = createRemoteJWKSet(new URL(url), {
